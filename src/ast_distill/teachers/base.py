@@ -1,0 +1,86 @@
+"""The one teacher interface. Backends: built-in grammar teacher, Ollama, OpenAI-compatible servers.
+
+Every method is async so that LLM backends can run several requests at once (bounded by ``concurrency``);
+the built-in teacher simply computes. Teacher replies are never trusted: callers validate every AST.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class GeneratedPair:
+    """One (query, AST) pair as a teacher wrote it; ``ast`` may be anything until validated."""
+    query: str
+    language: str
+    ast: Any
+    kind: str = "query"  # "query" | "refusal"
+
+
+@dataclass
+class Verdict:
+    """A teacher's judgement of a student AST for a query."""
+    accept: bool
+    canonical_ast: dict[str, Any] | None  # the AST the teacher holds correct (for DPO "chosen")
+    reason: str = ""
+    raw: Any = field(default=None, repr=False)
+
+
+class TeacherError(RuntimeError):
+    """A teacher call failed after its retries (server down, replies never parsed)."""
+
+
+class Teacher:
+    """Base class. Subclasses implement the three async methods."""
+
+    name: str = "teacher"
+    model: str | None = None
+    concurrency: int = 1
+
+    async def domain_spec(self, prompt_row: dict[str, Any], examples_per_schema: int,
+                          seed: int) -> dict[str, Any]:
+        """A d_01 body for one domain prompt: description, fields [{name,type,description,values?}],
+        example_queries."""
+        raise NotImplementedError
+
+    async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
+                             seed: int) -> list[GeneratedPair]:
+        """About n (query, AST) pairs for one schema, EN and FR, some refusals."""
+        raise NotImplementedError
+
+    async def judge(self, schema: dict[str, Any], query: str, gold_ast: dict[str, Any] | None,
+                    student_ast: dict[str, Any] | None, student_raw: str) -> Verdict:
+        """Is the student's AST right for the query? If not, which AST is?"""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model, "concurrency": self.concurrency}
+
+    async def aclose(self) -> None:
+        """Release clients (HTTP connections)."""
+
+
+async def map_bounded(func: Callable[[T], Awaitable[R]], items: Iterable[T], concurrency: int,
+                      on_result: Callable[[T, R], None] | None = None) -> list[R]:
+    """Run func over items with at most `concurrency` in flight; results in input order.
+
+    ``on_result`` is called as each finishes (in completion order), so callers can write and flush
+    durable progress while slower items are still running.
+    """
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    items = list(items)
+
+    async def one(item: T) -> R:
+        async with semaphore:
+            result = await func(item)
+        if on_result is not None:
+            on_result(item, result)
+        return result
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
