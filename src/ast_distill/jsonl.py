@@ -115,11 +115,22 @@ class JsonlAppender:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """A whole text file (a Markdown report) via temp file + rename."""
+    _atomic_write_text(Path(path), text)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """A whole binary file (a PNG plot) via temp file + fsync + rename: readers never see half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Teacher-aligned DPO after SFT, in five resumable steps:
+#   1. evaluate the SFT student on the pref rows of d_04 (free decoding, so mistakes show; the teacher judges)
+#   2. build chosen/rejected pairs from the teacher's verdicts (scripts/build_alignment_pairs.py)
+#   3. DPO on those pairs (scripts/train_alignment_dpo.py), going on from the newest checkpoint-N
+#   4. evaluate the DPO student on the same d_05 rows as the SFT evaluation, into <evaluation.out_dir>-dpo
+#   5. write alignment_report.md (SFT vs DPO) with scripts/report_training.py
+#
+#   ./runAlignment.sh --config config/offline.json        # built-in teacher, scratch student, CPU
+#   ./runAlignment.sh --adapter outputs/student_runs/gemma3-270m/checkpoint-final --teacher-model gpt-oss:120b
+#
+# Flags:
+#   --config F          config file (default config/defaults.json); every path comes from it
+#   --adapter DIR       the SFT checkpoint to align (default: alignment.adapter)
+#   --teacher-model M   the judging teacher (default: evaluation.teacher_model, then LLM_MODEL, then .llmrc)
+# A complete <alignment.output_dir>/checkpoint-final is kept (delete it to train DPO again).
+source "$(dirname "$0")/scripts/runner_common.sh"
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+
+CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
+    --config=*) CONFIG="${1#--config=}"; shift ;;
+    --adapter) ADAPTER="${2:?--adapter needs a checkpoint dir}"; shift 2 ;;
+    --adapter=*) ADAPTER="${1#--adapter=}"; shift ;;
+    --teacher-model) TEACHER=(--teacher-model "${2:?--teacher-model needs a model id}"); shift 2 ;;
+    --teacher-model=*) TEACHER=(--teacher-model "${1#--teacher-model=}"); shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: runAlignment.sh: unknown flag '$1' (see ./runAlignment.sh --help)" >&2; exit 2 ;;
+  esac
+done
+[ -f "$CONFIG" ] || { echo "error: runAlignment.sh: config file '$CONFIG' does not exist" >&2; exit 2; }
+
+ensure_env
+
+# Every path from the config (one python call).
+mapfile -t CFG < <(uv run --frozen python -c "import sys; from ast_distill.config import load_config; \
+c = load_config(sys.argv[1]); a, e = c['alignment'], c['evaluation']; \
+print('\n'.join('' if v is None else str(v) for v in (a['adapter'], a['eval_results'], a['pairs_out'], \
+a['output_dir'], a['pref_max_samples'], c['training']['training_corpus'], e['out_dir'])))" "$CONFIG")
+[ ${#CFG[@]} -eq 7 ] || { echo "error: runAlignment.sh: could not read the paths of $CONFIG" >&2; exit 2; }
+[ -n "$ADAPTER" ] || ADAPTER="${CFG[0]}"
+PREF_RESULTS="${CFG[1]}"; PAIRS="${CFG[2]}"; DPO_DIR="${CFG[3]}"; PREF_MAX="${CFG[4]:--1}"
+CORPUS="${CFG[5]}"; SFT_EVAL_DIR="${CFG[6]}"; DPO_EVAL_DIR="${SFT_EVAL_DIR%/}-dpo"
+
+[ -e "$ADAPTER" ] || { echo "error: runAlignment.sh: SFT checkpoint '$ADAPTER' does not exist; run ./runTraining.sh --config $CONFIG first (or pass --adapter DIR)" >&2; exit 2; }
+[ -f "$CORPUS" ] || { echo "error: runAlignment.sh: training corpus '$CORPUS' does not exist; run ./runDatasetGeneration.sh --config $CONFIG first" >&2; exit 2; }
+
+# An LLM teacher that does not answer stops the stage here, in one line.
+uv run --frozen python -m ast_distill.teachers.check --config "$CONFIG" "${TEACHER[@]+"${TEACHER[@]}"}" || exit 2
+PY=(uv run --frozen)
+
+echo "=== [alignment 1/5] SFT student on the pref rows (free decoding, teacher verdicts) -> $PREF_RESULTS"
+"${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --dataset "$CORPUS" --split pref \
+  --no-constrained --max-samples "$PREF_MAX" --eval-results "$PREF_RESULTS" --out-dir "$(dirname "$PREF_RESULTS")" \
+  "${TEACHER[@]+"${TEACHER[@]}"}"
+
+echo "=== [alignment 2/5] DPO pairs -> $PAIRS"
+"${PY[@]}" scripts/build_alignment_pairs.py --config "$CONFIG" --eval-results "$PREF_RESULTS" --out "$PAIRS" \
+  --adapter "$ADAPTER"
+if [ ! -s "$PAIRS" ]; then
+  echo "=== alignment: no pairs (the teacher rejected no student output that differs from its own AST): nothing to train; stopping"
+  exit 0
+fi
+
+FINAL="$DPO_DIR/checkpoint-final"; DPO_EVAL_RESUME=()
+if [ -f "$FINAL/tokenizer_config.json" ] && { [ -f "$FINAL/adapter_model.safetensors" ] || [ -f "$FINAL/model.safetensors" ]; }; then
+  echo "=== [alignment 3/5] $FINAL is already complete; kept (delete it to train DPO again)"
+else
+  LATEST="$(latest_checkpoint "$DPO_DIR")"
+  echo "=== [alignment 3/5] DPO -> $DPO_DIR${LATEST:+ (resuming from $LATEST)}"
+  "${PY[@]}" scripts/train_alignment_dpo.py --config "$CONFIG" --pairs "$PAIRS" --adapter "$ADAPTER" \
+    --output-dir "$DPO_DIR" --resume-from-checkpoint auto
+  DPO_EVAL_RESUME=(--no-resume)  # a new DPO checkpoint: results of an older one must not be resumed
+fi
+
+# The SFT side of the comparison: its d_05 evaluation, run here only when it is missing.
+if [ ! -f "$SFT_EVAL_DIR/evaluation_summary.json" ]; then
+  echo "=== [alignment 4/5] SFT student on d_05 (no evaluation found in $SFT_EVAL_DIR)"
+  "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --out-dir "$SFT_EVAL_DIR" \
+    "${TEACHER[@]+"${TEACHER[@]}"}"
+fi
+echo "=== [alignment 4/5] DPO student on the same d_05 rows -> $DPO_EVAL_DIR"
+"${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$FINAL" --out-dir "$DPO_EVAL_DIR" \
+  "${DPO_EVAL_RESUME[@]+"${DPO_EVAL_RESUME[@]}"}" "${TEACHER[@]+"${TEACHER[@]}"}"
+
+echo "=== [alignment 5/5] alignment report"
+REPORT=(--dpo-eval-summary "$DPO_EVAL_DIR/evaluation_summary.json"
+        --dpo-training-metrics "$DPO_DIR/training_metrics.jsonl"
+        --eval-summary "$SFT_EVAL_DIR/evaluation_summary.json")
+SFT_METRICS="$(dirname "$ADAPTER")/training_metrics.jsonl"
+if [ -f "$SFT_METRICS" ]; then REPORT+=(--training-metrics "$SFT_METRICS"); fi
+"${PY[@]}" scripts/report_training.py --config "$CONFIG" "${REPORT[@]}"
+echo "=== alignment done: DPO checkpoint $FINAL, evaluation $DPO_EVAL_DIR"

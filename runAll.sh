@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole pipeline in one command: dataset -> SFT -> evaluation + report -> DPO alignment + its report.
+#
+#   ./runAll.sh --config config/offline.json --with-training --with-evals --with-alignment   # CPU, no network
+#   ./runAll.sh --with-training --with-evals --with-alignment                                # Ollama + Gemma
+#
+# Flags:
+#   --config F          config file (default config/defaults.json)
+#   --teacher-model M   teacher for domain specs, dataset, evaluation and alignment (default: config, LLM_MODEL)
+#   --with-training     run SFT training after the dataset
+#   --with-evals        evaluate the student on d_05 and write the report
+#   --with-alignment    evaluate on the pref rows, build DPO pairs, train DPO, evaluate it, alignment report
+# Every stage resumes what an interrupted run left. One log per stage under outputs/logs/.
+source "$(dirname "$0")/scripts/runner_common.sh"
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+
+CONFIG="config/defaults.json"; TEACHER=(); WITH_TRAINING=0; WITH_EVALS=0; WITH_ALIGNMENT=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
+    --teacher-model) TEACHER=(--teacher-model "${2:?--teacher-model needs a model id}"); shift 2 ;;
+    --with-training) WITH_TRAINING=1; shift ;;
+    --with-evals) WITH_EVALS=1; shift ;;
+    --with-alignment) WITH_ALIGNMENT=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: runAll.sh: unknown flag '$1' (see ./runAll.sh --help)" >&2; exit 2 ;;
+  esac
+done
+[ -f "$CONFIG" ] || { echo "error: runAll.sh: config file '$CONFIG' does not exist" >&2; exit 2; }
+
+ensure_env
+LOG_DIR="outputs/logs"; mkdir -p "$LOG_DIR"
+START=$(date +%s)
+
+# Runs one stage with its output both on screen and in outputs/logs/<name>.log; names the stage on failure.
+run_stage() {
+  local name="$1"; shift
+  local log="$LOG_DIR/$name.log" t0; t0=$(date +%s)
+  echo "=== [$name] $* (log: $log)"
+  if ! "$@" 2>&1 | tee "$log"; then
+    echo "error: stage '$name' failed after $(( $(date +%s) - t0 )) s; see $log; run ./runAll.sh again to resume" >&2
+    exit 1
+  fi
+  echo "=== [$name] done in $(( $(date +%s) - t0 )) s"
+}
+
+# Teacher-needing stages stop here, in one line, when an LLM teacher is configured but not reachable.
+uv run --frozen python -m ast_distill.teachers.check --config "$CONFIG" "${TEACHER[@]}" || exit 2
+
+run_stage dataset ./runDatasetGeneration.sh --config "$CONFIG" "${TEACHER[@]}"
+if [ "$WITH_TRAINING" = 1 ]; then run_stage training ./runTraining.sh --config "$CONFIG"; fi
+if [ "$WITH_EVALS" = 1 ]; then run_stage evaluation ./runEvals.sh --config "$CONFIG" "${TEACHER[@]}"; fi
+if [ "$WITH_ALIGNMENT" = 1 ]; then run_stage alignment ./runAlignment.sh --config "$CONFIG" "${TEACHER[@]}"; fi
+echo "=== runAll.sh finished in $(( $(date +%s) - START )) s; reports under $(config_value "$CONFIG" reporting out_dir)"

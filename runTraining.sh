@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# SFT training of the student (scripts/train_student_unsloth.py), resuming from the newest checkpoint.
+#
+#   ./runTraining.sh --config config/offline.json            # scratch student on a CPU, no network
+#   ./runTraining.sh                                          # Gemma 3 270M + LoRA (Unsloth on CUDA)
+#   ./runTraining.sh --config config/offline.json --max-steps 50 --output-dir /tmp/sft
+#   ./runTraining.sh --force                                  # train again even if checkpoint-final exists
+#
+# Flags:
+#   --config F   config file (default config/defaults.json)
+#   --force      train again, from scratch, even when <output_dir>/checkpoint-final is complete
+#                (old checkpoint-N dirs are not deleted: remove them for a clean run dir)
+#   anything else is forwarded to scripts/train_student_unsloth.py (see its --help)
+# When <output_dir> holds checkpoint-N dirs, training goes on from the newest (--resume-from-checkpoint auto);
+# delete them to start over.
+source "$(dirname "$0")/scripts/runner_common.sh"
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+
+FORCE=0; FORWARD=()
+for arg in "$@"; do
+  case "$arg" in
+    --force) FORCE=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) FORWARD+=("$arg") ;;
+  esac
+done
+
+CONFIG="$(config_from_args "${FORWARD[@]+"${FORWARD[@]}"}")"
+[ -f "$CONFIG" ] || { echo "error: runTraining.sh: config file '$CONFIG' does not exist" >&2; exit 2; }
+HAS_CONFIG=0
+for arg in "${FORWARD[@]+"${FORWARD[@]}"}"; do
+  case "$arg" in --config|--config=*) HAS_CONFIG=1 ;; esac
+done
+[ "$HAS_CONFIG" = 1 ] || FORWARD=(--config "$CONFIG" "${FORWARD[@]+"${FORWARD[@]}"}")
+
+ensure_env
+
+# The output dir: an --output-dir flag wins over the config.
+OUTPUT_DIR=""; prev=""
+for arg in "${FORWARD[@]}"; do
+  if [ "$prev" = "--output-dir" ]; then OUTPUT_DIR="$arg"; fi
+  case "$arg" in --output-dir=*) OUTPUT_DIR="${arg#--output-dir=}" ;; esac
+  prev="$arg"
+done
+[ -n "$OUTPUT_DIR" ] || OUTPUT_DIR="$(config_value "$CONFIG" training output_dir)"
+
+FINAL="$OUTPUT_DIR/checkpoint-final"
+complete_final() {
+  [ -f "$FINAL/tokenizer_config.json" ] || return 1
+  [ -f "$FINAL/config.json" ] || [ -f "$FINAL/adapter_config.json" ] || return 1
+  [ -f "$FINAL/model.safetensors" ] || [ -f "$FINAL/model.safetensors.index.json" ] \
+    || [ -f "$FINAL/adapter_model.safetensors" ] || return 1
+}
+if [ "$FORCE" = 0 ] && complete_final; then
+  echo "== training: $FINAL is already complete; nothing to do (pass --force to train again)"
+  exit 0
+fi
+
+RESUME=(--resume-from-checkpoint auto)
+for arg in "${FORWARD[@]}"; do
+  case "$arg" in --resume-from-checkpoint|--resume-from-checkpoint=*) RESUME=() ;; esac
+done
+if [ "$FORCE" = 1 ] && [ ${#RESUME[@]} -gt 0 ]; then
+  RESUME=()  # --force: a fresh run, whatever checkpoints are there
+fi
+LATEST="$(latest_checkpoint "$OUTPUT_DIR")"
+if [ ${#RESUME[@]} -gt 0 ] && [ -n "$LATEST" ]; then echo "== training: resuming from $LATEST"; fi
+
+exec uv run --frozen scripts/train_student_unsloth.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"

@@ -1,0 +1,53 @@
+"""Measure how fast each part of the pipeline is, side by side in one run; write benchmark.json and a table.
+
+Needs the offline pipeline's outputs (dataset and a trained student):
+    ./runAll.sh --config config/offline.json --with-training
+
+Run as:
+    uv run scripts/benchmark.py --config config/offline.json
+    uv run scripts/benchmark.py --config config/offline.json --quick      # smaller samples, ~2 minutes
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ast_distill import benchmark, cli
+from ast_distill.config import load_config, pick
+from ast_distill.jsonl import write_json_atomic
+from ast_distill.errors import UserError
+from ast_distill.provenance import provenance
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # --- inputs ---
+    parser.add_argument("--config", default="config/offline.json", help="config file naming the pipeline's outputs")
+    parser.add_argument("--adapter", default=None,
+                        help="student checkpoint to time evaluation with (default: evaluation.adapter)")
+    # --- size ---
+    parser.add_argument("--quick", action="store_true", help="fewer requests, rows and steps (a smoke run)")
+    # --- outputs ---
+    parser.add_argument("--out", default="outputs/benchmarks/benchmark.json", help="where to write the figures")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    adapter = pick(args.adapter, config, "evaluation", "adapter")
+    if not adapter or not Path(adapter).is_dir():
+        raise UserError(f"no trained student at {adapter!r}: run ./runAll.sh --config config/offline.json "
+                        f"--with-training first, or pass --adapter")
+    cli.print_settings("benchmark", {"config": args.config, "adapter": adapter, "quick": args.quick,
+                                     "out": args.out})
+    results = benchmark.run_all(config, adapter=adapter, quick=args.quick)
+    results["provenance"] = provenance({"config": args.config, "adapter": adapter, "quick": args.quick})
+    write_json_atomic(Path(args.out), results)
+    print(benchmark.table(results))
+    cli.print_outputs("benchmark", {"figures": args.out})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

@@ -1,0 +1,87 @@
+"""Stage 1: domain prompts -> domain specs (d_01): typed fields, enum values, ranges, example requests.
+
+The teacher named by teacher.backend writes one spec per (domain prompt, variant); a reply whose fields do
+not validate is asked again (--teacher-retries), then skipped and counted, never written. The built-in
+teacher (backend "grammar", or --offline-fallback) picks 5-8 fields from each prompt's field pool instead.
+
+Run as:
+    uv run scripts/generate_domain_specs.py --config config/offline.json
+    uv run scripts/generate_domain_specs.py --teacher-model gpt-oss:120b --schemas-per-domain 2
+    uv run scripts/generate_domain_specs.py --offline-fallback --max-domains 3 --out /tmp/d_01.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ast_distill import cli
+from ast_distill.config import load_config, pick, resolve, resolve_teacher_model
+from ast_distill.dataset import generate_domain_specs, meta_path
+from ast_distill.teachers import make_teacher
+from ast_distill.teachers.grammar import GrammarTeacher
+
+SECTION = "dataset_generation"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/defaults.json",
+                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    # --- teacher
+    parser.add_argument("--teacher-model", default=None,
+                        help="LLM teacher model id (default: dataset_generation.teacher_model, then LLM_MODEL, "
+                             "then .llmrc); ignored by the built-in teacher")
+    parser.add_argument("--offline-fallback", action="store_true",
+                        help="use the built-in grammar teacher whatever teacher.backend says (no LLM, no network)")
+    parser.add_argument("--teacher-retries", type=int, default=None,
+                        help="extra tries for a failed call or a spec that does not validate (-1 = forever; "
+                             "default: dataset_generation.teacher_retries)")
+    parser.add_argument("--teacher-retry-wait", type=float, default=None,
+                        help="seconds before the first retry of a failed call, doubling after each "
+                             "(default: dataset_generation.teacher_retry_wait)")
+    # --- what to generate
+    parser.add_argument("--prompts", dest="prompts_path", default=None,
+                        help="domain prompts JSONL (default: dataset_generation.prompts_path)")
+    parser.add_argument("--examples-per-schema", type=int, default=None,
+                        help="example requests asked for in each spec (default: dataset_generation.examples_per_schema)")
+    parser.add_argument("--schemas-per-domain", type=int, default=None,
+                        help="spec variants per domain prompt, each becoming one schema "
+                             "(default: dataset_generation.schemas_per_domain)")
+    parser.add_argument("--max-domains", type=int, default=None,
+                        help="use only the first N domain prompts (-1 or unset = all; default: "
+                             "dataset_generation.max_domains)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: dataset_generation.seed)")
+    # --- output
+    parser.add_argument("--out", default=None,
+                        help="d_01 JSONL to write (default: dataset_generation.schema_specs_out)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings = resolve(args, config, SECTION, ["prompts_path", "examples_per_schema", "schemas_per_domain",
+                                               "max_domains", "seed", "teacher_retries", "teacher_retry_wait"])
+    settings["out"] = pick(args.out, config, SECTION, "schema_specs_out")
+    settings["backend"] = "grammar" if args.offline_fallback else config["teacher"]["backend"]
+    settings["teacher_model"] = (None if settings["backend"] == "grammar" else
+                                 resolve_teacher_model(args.teacher_model, config[SECTION]["teacher_model"]))
+    cli.print_settings("generate_domain_specs", settings)
+    if args.offline_fallback:
+        teacher = GrammarTeacher(settings["seed"], config[SECTION]["refusal_fraction"])
+    else:
+        teacher = make_teacher(config, settings["teacher_model"], retries=settings["teacher_retries"],
+                               retry_wait_s=settings["teacher_retry_wait"], seed=settings["seed"])
+    summary = generate_domain_specs(
+        teacher=teacher, prompts_path=settings["prompts_path"], examples_per_schema=settings["examples_per_schema"],
+        schemas_per_domain=settings["schemas_per_domain"], max_domains=settings["max_domains"],
+        seed=settings["seed"], retries=settings["teacher_retries"], out=settings["out"], settings=settings)
+    cli.print_outputs("generate_domain_specs", {
+        "domain specs": f"{settings['out']} ({summary['specs_written']} specs from {summary['prompts']} prompts)",
+        "skipped (never validated)": summary["skipped_invalid"],
+        "provenance": meta_path(settings["out"])})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

@@ -1,0 +1,80 @@
+"""Turn requests into JSON ASTs with a trained student: one JSON AST per line on stdout.
+
+The schema file is the DSL's JSON Schema (a d_02 record's "schema", or a d_02 record itself). Output lines are
+the ASTs in the order of the requests; an output that is not a JSON object prints as null (with a note on
+stderr). Constrained decoding (on by default) makes every finished output valid for the schema.
+
+Run as:
+  uv run scripts/predict.py --adapter outputs/student_runs/scratch/checkpoint-final \
+      --schema my_schema.json --query "products under 20 euros"
+  uv run scripts/predict.py --adapter outputs/student_runs/gemma3-270m/checkpoint-final \
+      --schema my_schema.json --input queries.jsonl --no-constrained
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ast_distill import cli, dsl
+from ast_distill.errors import UserError
+from ast_distill.jsonl import dumps, read_json, read_jsonl
+from ast_distill.predict import predict
+from ast_distill.prompting import SCHEMA_FORMATS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Student and schema
+    parser.add_argument("--adapter", required=True,
+                        help="checkpoint dir: a LoRA adapter or a full (scratch) model, e.g. <run>/checkpoint-final")
+    parser.add_argument("--schema", required=True, help="JSON file with the DSL's JSON Schema (or a d_02 record)")
+    parser.add_argument("--schema-format", choices=SCHEMA_FORMATS,
+                        help="how the prompt renders the schema (default: the one in the run's run_config.json, "
+                             "else compact)")
+    # Requests
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--query", action="append", help="one request; repeat for several")
+    source.add_argument("--input", help='JSONL file of requests, one {"query": ...} per line')
+    # Generation
+    parser.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=True,
+                        help="decode with the schema as a grammar (default: on)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="token budget per AST (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=8, help="requests generated together (default: 8)")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    return parser
+
+
+def load_schema(path: str) -> dict:
+    data = read_json(path)
+    if isinstance(data, dict) and isinstance(data.get("schema"), dict) and "id" in data:
+        return data["schema"]  # a d_02 record
+    return data
+
+
+def main(args: argparse.Namespace) -> int:
+    schema = load_schema(args.schema)
+    dsl.check_json_schema(schema, args.schema)
+    if args.query:
+        queries = list(args.query)
+    else:
+        queries = []
+        for i, record in enumerate(read_jsonl(args.input), start=1):
+            if not isinstance(record.get("query"), str):
+                raise UserError(f"{args.input}: record {i} has no string 'query'")
+            queries.append(record["query"])
+    if not queries:
+        raise UserError("no requests: pass --query TEXT or an --input file with at least one line")
+    results = predict(args.adapter, schema, queries, constrained=args.constrained,
+                      max_new_tokens=args.max_new_tokens, schema_format=args.schema_format, device=args.device,
+                      batch_size=args.batch_size)
+    for result in results:
+        if not result["parsed"]:
+            why = "truncated at --max-new-tokens" if result["truncated"] else "not a JSON object"
+            print(f"note: request {result['query']!r}: output {why}: {result['raw'][:120]!r}", file=sys.stderr)
+        print(dumps(result["ast"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

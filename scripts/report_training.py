@@ -1,0 +1,93 @@
+"""Stage 9: turn training metrics and evaluation files into PNG plots and Markdown reports.
+
+Writes <out-dir>/report.md (training curves, metrics overall / seen / unseen / EN / FR, refusals, speed,
+truncations, example failures by cause) and, when a DPO run left metrics or an evaluation,
+<out-dir>/alignment_report.md (SFT vs DPO with deltas, DPO curves, a reading generated from the numbers).
+Optional inputs that are missing are noted in the report and skipped.
+
+Run as:
+    uv run scripts/report_training.py
+    uv run scripts/report_training.py --config config/offline.json
+    uv run scripts/report_training.py --training-metrics outputs/student_runs/gemma3-270m/training_metrics.jsonl \
+        --eval-summary outputs/student_runs/eval/evaluation_summary.json --out-dir outputs/reports/my-run
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ast_distill import cli
+from ast_distill.config import load_config, pick
+from ast_distill.errors import UserError
+from ast_distill.reporting import ReportInputs, build_reports
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/defaults.json",
+                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    # --- SFT inputs
+    parser.add_argument("--training-metrics", default=None,
+                        help="SFT training_metrics.jsonl (default: <training.output_dir>/training_metrics.jsonl)")
+    parser.add_argument("--eval-summary", default=None,
+                        help="evaluation_summary.json of the SFT adapter "
+                             "(default: <evaluation.out_dir>/evaluation_summary.json)")
+    parser.add_argument("--eval-results", default=None,
+                        help="per-row evaluation_results.jsonl, for failure examples and truncation counts "
+                             "(default: <evaluation.out_dir>/evaluation_results.jsonl; optional)")
+    parser.add_argument("--unconstrained-summary", default=None,
+                        help="evaluation_summary.json of an unconstrained-decoding run "
+                             "(default: <evaluation.out_dir>/unconstrained/evaluation_summary.json; optional)")
+    parser.add_argument("--baseline-summary", default=None,
+                        help="evaluation_summary.json of the base model without adapter (optional; no default)")
+    # --- DPO inputs
+    parser.add_argument("--dpo-training-metrics", default=None,
+                        help="DPO training_metrics.jsonl (default: <alignment.output_dir>/training_metrics.jsonl;"
+                             " optional)")
+    parser.add_argument("--dpo-eval-summary", default=None,
+                        help="evaluation_summary.json of the DPO adapter "
+                             "(default: <evaluation.out_dir>-dpo/evaluation_summary.json; optional); its "
+                             "evaluation_results.jsonl beside it is used for row-by-row changes")
+    # --- output
+    parser.add_argument("--out-dir", default=None,
+                        help="folder for report.md, alignment_report.md and the PNGs (default: reporting.out_dir)")
+    parser.add_argument("--examples-per-cause", type=int, default=None,
+                        help="failure examples shown per cause, in rows (default: reporting.examples_per_cause)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    train_dir = Path(pick(None, config, "training", "output_dir"))
+    eval_dir = Path(pick(None, config, "evaluation", "out_dir"))
+    dpo_dir = Path(pick(None, config, "alignment", "output_dir"))
+    dpo_eval_dir = eval_dir.with_name(eval_dir.name + "-dpo")
+    settings = {
+        "training_metrics": args.training_metrics or str(train_dir / "training_metrics.jsonl"),
+        "eval_summary": args.eval_summary or str(eval_dir / "evaluation_summary.json"),
+        "eval_results": args.eval_results or str(eval_dir / "evaluation_results.jsonl"),
+        "unconstrained_summary": args.unconstrained_summary
+        or str(eval_dir / "unconstrained" / "evaluation_summary.json"),
+        "baseline_summary": args.baseline_summary,
+        "dpo_training_metrics": args.dpo_training_metrics or str(dpo_dir / "training_metrics.jsonl"),
+        "dpo_eval_summary": args.dpo_eval_summary or str(dpo_eval_dir / "evaluation_summary.json"),
+        "out_dir": pick(args.out_dir, config, "reporting", "out_dir"),
+        "examples_per_cause": pick(args.examples_per_cause, config, "reporting", "examples_per_cause"),
+    }
+    if settings["examples_per_cause"] < 0:
+        raise UserError(f"--examples-per-cause must be 0 or more, got {settings['examples_per_cause']}")
+    cli.print_settings("report_training", settings)
+    inputs = ReportInputs(**{key: None if settings[key] is None else Path(settings[key])
+                             for key in ("training_metrics", "eval_summary", "eval_results",
+                                         "unconstrained_summary", "baseline_summary", "dpo_training_metrics",
+                                         "dpo_eval_summary")})
+    written = build_reports(inputs, Path(settings["out_dir"]), examples_per_cause=settings["examples_per_cause"],
+                            settings=settings)
+    cli.print_outputs("report_training", {name: str(path) for name, path in written.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

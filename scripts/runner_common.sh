@@ -1,0 +1,47 @@
+# Sourced by every run*.sh: the one place that installs the environment and finds the project.
+# Usage inside a runner:  source "$(dirname "$0")/scripts/runner_common.sh"; ensure_env
+set -euo pipefail
+
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$PROJECT_ROOT"
+
+# Installs uv with pip when it is missing, then syncs the locked environment (once per shell).
+# On a machine where nvidia-smi answers, the `cuda` extra (unsloth, bitsandbytes) is installed too.
+ensure_env() {
+  if [ -n "${AST_DISTILL_ENV_READY:-}" ]; then return 0; fi
+  if ! command -v uv >/dev/null 2>&1; then
+    echo "== uv is missing: installing it with pip" >&2
+    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+    export PATH="$HOME/.local/bin:$PATH"
+  fi
+  local extras=()
+  if [ -z "${AST_DISTILL_NO_CUDA:-}" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    extras=(--extra cuda)
+  fi
+  uv sync --frozen --quiet "${extras[@]}"
+  export AST_DISTILL_ENV_READY=1
+}
+
+# Prints the value that follows --config in "$@" (or the default config).
+config_from_args() {
+  local prev=""
+  for arg in "$@"; do
+    if [ "$prev" = "--config" ]; then echo "$arg"; return 0; fi
+    case "$arg" in --config=*) echo "${arg#--config=}"; return 0 ;; esac
+    prev="$arg"
+  done
+  echo "config/defaults.json"
+}
+
+# Reads one config value (section.key, after overlaying the defaults) for a runner's own decisions.
+config_value() {
+  uv run --frozen python -c "import sys; from ast_distill.config import load_config; \
+v = load_config(sys.argv[1])[sys.argv[2]][sys.argv[3]]; print('' if v is None else v)" "$1" "$2" "$3"
+}
+
+# The newest checkpoint-N folder inside a run directory ("" when there is none).
+latest_checkpoint() {
+  local dir="$1"
+  [ -d "$dir" ] || { echo ""; return 0; }
+  ls -d "$dir"/checkpoint-[0-9]* 2>/dev/null | sort -t- -k2 -n | tail -n 1
+}

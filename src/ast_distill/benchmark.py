@@ -1,0 +1,178 @@
+"""Side-by-side speed measurements of the pipeline's parts, in one run so that ratios hold on a noisy machine.
+
+Each figure compares two settings of one part: teacher concurrency 1 vs 8 against a local server with a
+fixed reply delay, the built-in teacher, prompt tokens per schema rendering, SFT tokens/s with and without
+length bucketing, evaluation samples/s at batch 1 vs 16 and constrained vs unconstrained. Speed is only ever
+measured here, never asserted in tests.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import dsl, evaluation, prompting, scratch, training
+from .config import Config
+from .jsonl import read_jsonl
+from .teachers.base import map_bounded
+from .teachers.grammar import GrammarTeacher
+from .teachers.ollama_teacher import OllamaTeacher
+from .testing.fake_ollama import FakeOllama
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def teacher_throughput(schema_rows: list[dict[str, Any]], specs: dict[str, dict[str, Any]], *,
+                       concurrency: int, requests: int, delay_s: float) -> dict[str, Any]:
+    """Valid rows/s from the Ollama teacher against a local server that answers after `delay_s`."""
+    tasks = [schema_rows[i % len(schema_rows)] for i in range(requests)]
+
+    async def run(url: str) -> tuple[int, int, float]:
+        teacher = OllamaTeacher(model="bench", host=url, timeout_s=30.0, retries=0, retry_wait_s=0.1,
+                                concurrency=concurrency, num_ctx=4096, temperature=0.0)
+
+        async def one(row: dict[str, Any]) -> list[Any]:
+            return await teacher.generate_pairs(row, specs.get(row.get("spec_id", ""), {}), 4, 0)
+
+        start = time.perf_counter()
+        try:
+            results = await map_bounded(one, tasks, concurrency)
+        finally:
+            await teacher.aclose()
+        wall = time.perf_counter() - start
+        rows = [(row, p) for row, pairs in zip(tasks, results) for p in pairs]
+        valid = sum(1 for row, p in rows if dsl.validation_error(row["schema"], p.ast) is None)
+        return len(rows), valid, wall
+
+    with FakeOllama(delay_s=delay_s) as url:
+        total, valid, wall = asyncio.run(run(url))
+    return {"concurrency": concurrency, "requests": requests, "reply_delay_s": delay_s, "rows": total,
+            "valid_rows": valid, "wall_s": round(wall, 3), "rows_per_s": round(valid / wall, 2)}
+
+
+def grammar_teacher_throughput(schema_rows: list[dict[str, Any]], specs: dict[str, dict[str, Any]], *,
+                               rows_per_schema: int) -> dict[str, Any]:
+    teacher = GrammarTeacher(seed=0)
+
+    async def run() -> int:
+        count = 0
+        for i, row in enumerate(schema_rows):
+            pairs = await teacher.generate_pairs(row, specs[row["spec_id"]], rows_per_schema, i)
+            count += sum(1 for p in pairs if dsl.validation_error(row["schema"], p.ast) is None)
+        return count
+
+    start = time.perf_counter()
+    valid = asyncio.run(run())
+    wall = time.perf_counter() - start
+    return {"schemas": len(schema_rows), "valid_rows": valid, "wall_s": round(wall, 3),
+            "rows_per_s": round(valid / wall, 1)}
+
+
+def prompt_tokens(rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]],
+                  vocab_size: int) -> dict[str, Any]:
+    """Prompt tokens per row for each schema rendering, with one BPE tokenizer trained on all renderings."""
+    texts = {fmt: [m["content"] for r in rows for m in prompting.build_prompt(schemas[r["schema_id"]],
+                                                                              r["query"], fmt)]
+             for fmt in prompting.SCHEMA_FORMATS}
+    tokenizer = scratch.train_tokenizer([t for fmt in texts.values() for t in fmt], vocab_size)
+    out: dict[str, Any] = {"tokenizer": f"byte-level BPE, {vocab_size} tokens, trained on every rendering"}
+    for fmt in prompting.SCHEMA_FORMATS:
+        counts = [len(tokenizer("".join(m["content"] for m in prompting.build_prompt(
+            schemas[r["schema_id"]], r["query"], fmt)))["input_ids"]) for r in rows]
+        out[fmt] = {"rows": len(counts), "mean": round(statistics.mean(counts), 1),
+                    "p95": _percentile([float(c) for c in counts], 0.95)}
+    return out
+
+
+def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, Any], *,
+                   steps: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for bucketed in (False, True):
+        cfg = dict(training_cfg, group_by_length=bucketed)
+        measured = training.measure_sft_throughput(corpus_rows, cfg, steps)
+        out["bucketed" if bucketed else "unbucketed"] = {k: round(v, 4) if isinstance(v, float) else v
+                                                         for k, v in measured.items()}
+    return out
+
+
+def eval_throughput(adapter: str, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
+                    max_new_tokens: int) -> dict[str, Any]:
+    generator = evaluation.load_generator(adapter)
+    out: dict[str, Any] = {}
+    for batch_size in (1, 16):
+        for constrained in (False, True):
+            key = f"batch{batch_size}_{'constrained' if constrained else 'unconstrained'}"
+            out[key] = evaluation.measure_throughput(generator, rows, schemas, batch_size, constrained,
+                                                     max_new_tokens)
+    return out
+
+
+def load_pipeline_outputs(config: Config) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]],
+                                                   dict[str, dict[str, Any]], list[dict[str, Any]],
+                                                   list[dict[str, Any]]]:
+    """d_01 specs by id, d_02 rows, schemas by id, d_04 rows and d_05 rows named by the config."""
+    gen = config["dataset_generation"]
+    specs = {r["id"]: r for r in read_jsonl(gen["schema_specs_out"])}
+    schema_rows = read_jsonl(gen["final_schemas_out"])
+    schemas = {r["id"]: r["schema"] for r in schema_rows}
+    return (schema_rows, specs, schemas, read_jsonl(gen["training_corpus_out"]),
+            read_jsonl(gen["test_set_out"]))
+
+
+def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
+    schema_rows, specs, schemas, corpus, test_rows = load_pipeline_outputs(config)
+    rng = random.Random(0)
+    results: dict[str, Any] = {}
+    log("teacher throughput (local Ollama-API server, 100 ms per reply) ...")
+    requests = 16 if quick else 48
+    results["teacher"] = {f"concurrency_{c}": teacher_throughput(schema_rows, specs, concurrency=c,
+                                                                 requests=requests, delay_s=0.1)
+                          for c in (1, 8)}
+    results["teacher"]["speedup_8_vs_1"] = round(results["teacher"]["concurrency_8"]["rows_per_s"]
+                                                 / results["teacher"]["concurrency_1"]["rows_per_s"], 2)
+    log("built-in teacher throughput ...")
+    results["grammar_teacher"] = grammar_teacher_throughput(schema_rows, specs,
+                                                            rows_per_schema=20 if quick else 100)
+    log("prompt tokens per rendering ...")
+    sample = rng.sample(corpus, min(len(corpus), 200 if quick else 1000))
+    results["prompt_tokens"] = prompt_tokens(sample, schemas, int(config["training"]["scratch_vocab_size"]))
+    log("SFT throughput with and without length bucketing ...")
+    results["sft"] = sft_throughput(corpus, config["training"], steps=5 if quick else 20)
+    log("evaluation throughput: batch 1 vs 16, constrained vs not ...")
+    eval_rows = rng.sample(test_rows, min(len(test_rows), 16 if quick else 64))
+    results["evaluation"] = eval_throughput(adapter, eval_rows, schemas,
+                                            max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
+    ev = results["evaluation"]
+    results["evaluation"]["constrained_cost_batch16"] = round(
+        1.0 - ev["batch16_constrained"]["samples_per_s"] / ev["batch16_unconstrained"]["samples_per_s"], 3)
+    results["evaluation"]["batch16_speedup_unconstrained"] = round(
+        ev["batch16_unconstrained"]["samples_per_s"] / ev["batch1_unconstrained"]["samples_per_s"], 2)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """A short Markdown table of the headline figures."""
+    t, ev, pt, sft = results["teacher"], results["evaluation"], results["prompt_tokens"], results["sft"]
+    rows = [
+        ("teacher rows/s, concurrency 1", t["concurrency_1"]["rows_per_s"]),
+        ("teacher rows/s, concurrency 8", t["concurrency_8"]["rows_per_s"]),
+        ("teacher speed-up 8 vs 1", f"{t['speedup_8_vs_1']}x"),
+        ("built-in teacher rows/s", results["grammar_teacher"]["rows_per_s"]),
+    ]
+    rows += [(f"prompt tokens/row, {fmt} schema (mean / p95)", f"{pt[fmt]['mean']} / {pt[fmt]['p95']}")
+             for fmt in prompting.SCHEMA_FORMATS]
+    rows += [(f"SFT tokens/s, {k} (padding share)",
+              f"{sft[k]['tokens_per_s']:.0f} ({sft[k]['padding_share']:.1%})") for k in ("unbucketed", "bucketed")]
+    rows += [(f"eval samples/s, {k.replace('_', ', ')}", ev[k]["samples_per_s"])
+             for k in ("batch1_unconstrained", "batch1_constrained", "batch16_unconstrained", "batch16_constrained")]
+    rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
+    return "\n".join(lines)

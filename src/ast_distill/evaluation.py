@@ -1,0 +1,462 @@
+"""Stage 6: generate with the student on test (or pref) rows, score each output, judge, summarize, resume.
+
+Per row: ``parsed`` (the output is one JSON object), ``schema_valid`` (it validates against the row's schema),
+``exact_match`` (same completion text as the gold AST), ``semantic_match`` (same meaning: canonical forms
+equal), and the teacher's verdict. The teacher is asked only where the meaning differs from the gold AST;
+where it matches, the verdict is "accept" and the teacher's AST is the gold one, with no call.
+
+Results are appended to ``evaluation_results.jsonl`` with flush + fsync every ``checkpoint_every`` rows, and a
+small checkpoint JSON beside it says what made them; a rerun skips the ids already scored, so a killed
+evaluation resumes where it stopped. The summary is computed from the results file and written atomically.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import dsl, student
+from .canonical import canonical, exact_match, semantic_match
+from .config import Config
+from .errors import UserError
+from .generation import Generation, StudentGenerator
+from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
+from .provenance import provenance
+from .teachers import Teacher, TeacherError, Verdict, make_teacher
+
+SPLITS = ("train", "val", "pref", "test")
+RATE_KEYS = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate", "teacher_accept_rate",
+             "semantic_pass_rate", "refusal_precision", "refusal_recall", "truncated_rate")
+RESULTS_NAME = "evaluation_results.jsonl"
+SUMMARY_NAME = "evaluation_summary.json"
+# What must agree between a results file and a rerun that resumes it.
+RESUME_KEYS = ("adapter", "baseline", "constrained", "dataset")
+
+
+@dataclass
+class EvalSettings:
+    """Everything an evaluation run needs, resolved from flags over the config."""
+    adapter: str
+    dataset: str
+    final_schemas: str
+    out_dir: str
+    eval_results: str
+    checkpoint_path: str
+    split: str | None = None
+    baseline: bool = False
+    teacher_model: str | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    batch_size: int = 16
+    max_samples: int | None = None
+    sample_seed: int = 0
+    include_invalid: bool = False
+    constrained: bool = True
+    teacher_retries: int = 3
+    teacher_retry_wait: float = 1.0
+    checkpoint_every: int = 50
+    resume: bool = True
+    device: str | None = None
+
+    @property
+    def summary_path(self) -> Path:
+        return Path(self.out_dir) / SUMMARY_NAME
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+
+
+def load_schemas(path: str | Path) -> dict[str, dict[str, Any]]:
+    """schema_id -> JSON Schema, from a d_02 file."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for record in read_jsonl(path):
+        if "id" not in record or not isinstance(record.get("schema"), dict):
+            raise UserError(f"{path}: every record needs an 'id' and a 'schema' object (a d_02 file)")
+        schemas[str(record["id"])] = record["schema"]
+    return schemas
+
+
+def gold_is_valid(row: Mapping[str, Any], schema: dict[str, Any]) -> bool:
+    return row.get("is_valid") is not False and dsl.validation_error(schema, row.get("ast")) is None
+
+
+def select_rows(rows: Sequence[dict[str, Any]], schemas: Mapping[str, dict[str, Any]], *, split: str | None = None,
+                include_invalid: bool = False, max_samples: int | None = None, sample_seed: int = 0,
+                where: str = "the dataset") -> list[dict[str, Any]]:
+    """The rows to evaluate: of one split (None = all), gold-valid unless asked, then a seeded sample."""
+    for row in rows:
+        for key in ("id", "schema_id", "prompt", "ast"):
+            if key not in row:
+                raise UserError(f"{where}: row {row.get('id', '?')} has no '{key}'; expected d_04/d_05 rows")
+        if row["schema_id"] not in schemas:
+            raise UserError(f"{where}: row {row['id']} names schema {row['schema_id']}, which the schemas file "
+                            f"does not hold; pass the d_02 file the dataset was built from (--schemas)")
+    if split is not None:
+        present = sorted({str(r.get("split")) for r in rows})
+        rows = [r for r in rows if r.get("split") == split]
+        if not rows:
+            raise UserError(f"{where} has no rows of split '{split}' (splits present: {', '.join(present)})")
+    if not include_invalid:
+        rows = [r for r in rows if gold_is_valid(r, schemas[r["schema_id"]])]
+    rows = list(rows)
+    if max_samples is not None and 0 <= max_samples < len(rows):
+        random.Random(sample_seed).shuffle(rows)
+        rows = rows[:max_samples]
+    return rows
+
+
+# --- scoring ------------------------------------------------------------------------------------------
+
+
+def parse_output(raw: str) -> tuple[bool, dict[str, Any] | None]:
+    """(parsed, ast): parsed when the whole output is one JSON object."""
+    try:
+        value = json.loads(raw.strip())
+    except (json.JSONDecodeError, ValueError):
+        return False, None
+    return (True, value) if isinstance(value, dict) else (False, None)
+
+
+def is_refusal(ast: Any) -> bool:
+    return isinstance(ast, dict) and ast.get("type") == "refusal"
+
+
+def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: Generation, *, prompt_text: str,
+                 constrained: bool) -> dict[str, Any]:
+    """One evaluation record without the teacher's judgement (unless the meaning matches: then no call)."""
+    parsed, ast = parse_output(generation.text)
+    error = dsl.validation_error(schema, ast) if parsed else "output is not one JSON object"
+    range_ops = dsl.range_aliases(schema)
+    gold = row["ast"]
+    same_meaning = parsed and semantic_match(ast, gold, range_ops)
+    return {
+        "id": row["id"], "schema_id": row["schema_id"], "split": row.get("split"),
+        "schema_seen": row.get("schema_seen"), "language": row.get("language"),
+        "kind": row.get("kind") or ("refusal" if is_refusal(gold) else "query"), "query": row.get("query"),
+        "prompt_text": prompt_text, "student_raw": generation.text, "student_ast": ast,
+        "parsed": parsed, "schema_valid": parsed and error is None, "validation_error": error,
+        "exact_match": parsed and exact_match(ast, gold), "semantic_match": same_meaning,
+        # A matching meaning needs no judge: the gold AST is the one the teacher holds right.
+        "teacher_verdict": True if same_meaning else None,
+        "teacher_canonical": gold if same_meaning else None,
+        "teacher_reason": "same meaning as the gold AST" if same_meaning else None,
+        "student_canonical": canonical(ast, range_ops) if parsed else None,
+        "gold_ast": gold, "constrained": constrained, "truncated": generation.truncated,
+        "new_tokens": len(generation.token_ids), "latency_ms": round(generation.latency_ms, 3),
+    }
+
+
+def apply_verdict(record: dict[str, Any], verdict: Verdict) -> None:
+    record["teacher_verdict"] = bool(verdict.accept)
+    record["teacher_canonical"] = verdict.canonical_ast
+    record["teacher_reason"] = verdict.reason
+
+
+async def judge_records(teacher: Teacher | None, records: Sequence[dict[str, Any]],
+                        schemas: Mapping[str, dict[str, Any]]) -> int:
+    """Ask the teacher about every record whose meaning differs from the gold; returns how many were asked.
+
+    The teacher bounds its own concurrency. With no teacher, those records keep teacher_verdict None
+    (counted as not accepted).
+    """
+    todo = [r for r in records if r["teacher_verdict"] is None]
+    if teacher is None or not todo:
+        return 0
+
+    async def one(record: dict[str, Any]) -> None:
+        verdict = await teacher.judge(schemas[record["schema_id"]], record.get("query") or "", record["gold_ast"],
+                                      record["student_ast"], record["student_raw"])
+        apply_verdict(record, verdict)
+
+    await asyncio.gather(*(one(r) for r in todo))
+    return len(todo)
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return round(hits / total, 6) if total else None
+
+
+def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The rates of one group of records (None where a rate has no denominator)."""
+    n = len(records)
+
+    def count(pred: Callable[[Mapping[str, Any]], Any]) -> int:
+        return sum(1 for r in records if pred(r))
+
+    gold_refusals = count(lambda r: r.get("kind") == "refusal")
+    said_refusal = count(lambda r: is_refusal(r.get("student_ast")))
+    both = count(lambda r: r.get("kind") == "refusal" and is_refusal(r.get("student_ast")))
+    return {
+        "n": n,
+        "parsed_rate": _rate(count(lambda r: r["parsed"]), n),
+        "schema_valid_rate": _rate(count(lambda r: r["schema_valid"]), n),
+        "exact_match_rate": _rate(count(lambda r: r["exact_match"]), n),
+        "semantic_match_rate": _rate(count(lambda r: r["semantic_match"]), n),
+        "teacher_accept_rate": _rate(count(lambda r: r.get("teacher_verdict") is True), n),
+        "semantic_pass_rate": _rate(count(lambda r: r["schema_valid"] and r.get("teacher_verdict") is True), n),
+        "refusal_precision": _rate(both, said_refusal),
+        "refusal_recall": _rate(both, gold_refusals),
+        "truncated_rate": _rate(count(lambda r: r.get("truncated")), n),
+    }
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """overall, by_schema {seen, unseen}, by_language {en, fr} (other languages get their own key)."""
+    languages = sorted({str(r.get("language")) for r in records if r.get("language")} | {"en", "fr"})
+    return {
+        "overall": metrics(records),
+        "by_schema": {"seen": metrics([r for r in records if r.get("schema_seen") is not False]),
+                      "unseen": metrics([r for r in records if r.get("schema_seen") is False])},
+        "by_language": {lang: metrics([r for r in records if r.get("language") == lang]) for lang in languages},
+    }
+
+
+def speed(records: Sequence[Mapping[str, Any]], *, wall_s: float, batch_size: int) -> dict[str, Any]:
+    """Generation speed from the rows' latencies (each row's share of its batch's wall time)."""
+    total_ms = sum(float(r.get("latency_ms") or 0.0) for r in records)
+    ms = total_ms / len(records) if records else None
+    return {"samples_per_s": round(1000.0 / ms, 3) if ms else None,
+            "ms_per_sample": round(ms, 3) if ms is not None else None,
+            "wall_s": round(wall_s, 3), "batch_size": batch_size}
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """A short fixed-width table of the main rates per group."""
+    columns = [("n", "n"), ("parsed", "parsed_rate"), ("valid", "schema_valid_rate"), ("exact", "exact_match_rate"),
+               ("semantic", "semantic_match_rate"), ("teacher", "teacher_accept_rate"),
+               ("pass", "semantic_pass_rate"), ("trunc", "truncated_rate")]
+    groups = [("overall", summary["overall"])]
+    groups += [(f"schema {k}", v) for k, v in summary["by_schema"].items()]
+    groups += [(f"lang {k}", v) for k, v in summary["by_language"].items()]
+    lines = [f"{'group':<16}" + "".join(f"{title:>9}" for title, _ in columns)]
+    for name, m in groups:
+        cells = []
+        for _, key in columns:
+            value = m.get(key)
+            cells.append(f"{'-':>9}" if value is None else f"{value:>9}" if key == "n" else f"{value:>9.3f}")
+        lines.append(f"{name:<16}" + "".join(cells))
+    return "\n".join(lines)
+
+
+# --- the student ----------------------------------------------------------------------------------------
+
+
+def baseline_of(adapter: str) -> str:
+    """The base model a LoRA adapter was trained from; a full checkpoint (scratch) has no meaningful base."""
+    kind = student.student_kind(adapter)
+    if kind == "hub":
+        return adapter
+    if kind == "model":
+        raise UserError(f"{adapter} is a full model (e.g. the scratch student), not a LoRA adapter: it has no base "
+                        f"model to compare with; drop --baseline")
+    from peft import PeftConfig  # imported here: only adapters need it
+
+    base = PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    if not base:
+        raise UserError(f"{adapter}/adapter_config.json names no base model; cannot evaluate a baseline")
+    return str(base)
+
+
+def load_generator(path: str, device: str | None = None) -> StudentGenerator:
+    model, tokenizer = student.load_student(path, device=device)
+    return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+def _resume_state(settings: EvalSettings, meta: dict[str, Any]) -> None:
+    """Start fresh, or check that the results on disk were made the way this run would make them."""
+    results, checkpoint = Path(settings.eval_results), Path(settings.checkpoint_path)
+    if not settings.resume:
+        for path in (results, checkpoint):
+            if path.exists():
+                path.unlink()
+        return
+    if checkpoint.is_file() and results.is_file():
+        previous = read_json(checkpoint)
+        clashes = [k for k in RESUME_KEYS if k in previous and previous[k] != meta[k]]
+        if clashes:
+            what = ", ".join(f"{k}={previous[k]!r} (now {meta[k]!r})" for k in clashes)
+            raise UserError(f"{results} holds results made with {what}; pass --no-resume to start over or "
+                            f"another --out-dir / --eval-results")
+
+
+def _write_checkpoint(settings: EvalSettings, meta: dict[str, Any], done: int, total: int) -> None:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json_atomic(settings.checkpoint_path, {**meta, "done": done, "total": total,
+                                                 "results": settings.eval_results, "updated_at": now})
+
+
+def make_eval_teacher(config: Config, settings: EvalSettings) -> Teacher | None:
+    """The judge the config names; an LLM backend with no model named means no judge (with a note).
+
+    settings.teacher_model is already resolved (flag > config > LLM_MODEL > .llmrc > the data's teacher).
+    """
+    if config["teacher"]["backend"] != "grammar" and not settings.teacher_model:
+        print("note: no teacher model named: outputs whose meaning differs from the gold are not judged, so "
+              "teacher_accept_rate counts semantic matches only", file=sys.stderr)
+        return None
+    return make_teacher(config, settings.teacher_model, retries=settings.teacher_retries,
+                        retry_wait_s=settings.teacher_retry_wait, seed=settings.sample_seed)
+
+
+async def _generate_and_score(settings: EvalSettings, generator: StudentGenerator, todo: list[dict[str, Any]],
+                              schemas: Mapping[str, dict[str, Any]], teacher: Teacher | None,
+                              on_records: Callable[[list[dict[str, Any]]], None]) -> dict[str, int]:
+    prompt_texts = [student.prompt_text(generator.tokenizer, row["prompt"]) for row in todo]
+    constraints = [schemas[row["schema_id"]] if settings.constrained else None for row in todo]
+    if settings.constrained:
+        for schema_id in sorted({row["schema_id"] for row in todo}):
+            generator.grammars.compiled(schemas[schema_id])  # compile up front: errors before any generation
+    calls = {"generated": 0, "judged": 0}
+    batches = generator.generate_all(prompt_texts, constraints, batch_size=settings.batch_size,
+                                     max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                     top_p=settings.top_p, desc="evaluating")
+    for batch in batches:
+        records = [score_output(todo[i], schemas[todo[i]["schema_id"]], gen, prompt_text=prompt_texts[i],
+                                constrained=settings.constrained) for i, gen in batch]
+        calls["generated"] += len(records)
+        calls["judged"] += await judge_records(teacher, records, schemas)
+        on_records(records)
+    return calls
+
+
+def run_evaluation(settings: EvalSettings, config: Config, *,
+                   teacher: Teacher | None | str = "auto") -> dict[str, Any]:
+    """Evaluate, resuming by id; returns the summary (also written to <out_dir>/evaluation_summary.json).
+
+    ``teacher``: "auto" builds the judge from the config; tests pass their own (or None).
+    """
+    schemas = load_schemas(settings.final_schemas)
+    rows = select_rows(read_jsonl(settings.dataset), schemas, split=settings.split,
+                       include_invalid=settings.include_invalid, max_samples=settings.max_samples,
+                       sample_seed=settings.sample_seed, where=settings.dataset)
+    if not rows:
+        raise UserError(f"{settings.dataset}: no rows to evaluate (all gold ASTs invalid? try --include-invalid)")
+    model_path = baseline_of(settings.adapter) if settings.baseline else settings.adapter
+    meta = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
+            "constrained": settings.constrained, "dataset": settings.dataset}
+    _resume_state(settings, meta)
+    wanted = {str(r["id"]) for r in rows}
+    done_ids = {str(r["id"]) for r in read_jsonl(settings.eval_results, missing_ok=True)} & wanted
+    todo = [r for r in rows if str(r["id"]) not in done_ids]
+    print(f"rows: {len(rows)} selected, {len(done_ids)} already scored, {len(todo)} to go")
+
+    started = time.perf_counter()
+    calls = {"generated": 0, "judged": 0}
+    teacher_info = _previous_teacher(settings)
+    if todo:
+        generator = load_generator(model_path, settings.device)
+        judge = make_eval_teacher(config, settings) if teacher == "auto" else teacher
+        teacher_info = judge.describe() if judge is not None else {
+            "backend": None, "note": "no teacher: rows whose meaning differs from the gold were not judged"}
+        meta["teacher"] = teacher_info
+        calls = _run_todo(settings, meta, generator, todo, schemas, judge, total=len(rows), already=len(done_ids))
+    wall_s = time.perf_counter() - started
+
+    records = [r for r in read_jsonl(settings.eval_results) if str(r["id"]) in wanted]
+    summary = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
+               "dataset": settings.dataset, "split": settings.split, "n": len(records),
+               "constrained": settings.constrained, "teacher": teacher_info,
+               **summarize(records),
+               "speed": speed(records, wall_s=wall_s, batch_size=settings.batch_size),
+               "calls_this_run": calls, "made_with": provenance({"evaluation": asdict(settings), "config": config})}
+    write_json_atomic(settings.summary_path, summary)
+    return summary
+
+
+def _previous_teacher(settings: EvalSettings) -> dict[str, Any] | None:
+    path = Path(settings.checkpoint_path)
+    return read_json(path).get("teacher") if path.is_file() else None
+
+
+def _run_todo(settings: EvalSettings, meta: dict[str, Any], generator: StudentGenerator,
+              todo: list[dict[str, Any]], schemas: Mapping[str, dict[str, Any]], teacher: Teacher | None, *,
+              total: int, already: int) -> dict[str, int]:
+    """Generate, score and judge the rows still to do, appending results with fsync as batches finish."""
+    every = max(1, settings.checkpoint_every)
+    with JsonlAppender(settings.eval_results) as out:
+        pending = 0
+
+        def save() -> None:
+            out.flush()
+            _write_checkpoint(settings, meta, already + out.written, total)
+
+        def on_records(records: list[dict[str, Any]]) -> None:
+            nonlocal pending
+            for record in records:
+                out.write(record)
+            pending += len(records)
+            if pending >= every:
+                save()
+                pending = 0
+
+        async def main() -> dict[str, int]:
+            try:
+                return await _generate_and_score(settings, generator, todo, schemas, teacher, on_records)
+            finally:
+                if teacher is not None:
+                    await teacher.aclose()
+
+        try:
+            calls = asyncio.run(main())
+        except TeacherError as exc:
+            save()
+            raise UserError(f"the teacher failed ({exc}); the {already + out.written} rows scored so far are kept "
+                            f"in {settings.eval_results}: run again to resume") from None
+        save()
+    return calls
+
+
+# --- throughput (for the benchmark) ---------------------------------------------------------------------
+
+
+def measure_throughput(adapter: str | StudentGenerator, rows: Sequence[dict[str, Any]],
+                       schemas: Mapping[str, dict[str, Any]], batch_size: int, constrained: bool,
+                       max_new_tokens: int, *, device: str | None = None, warmup_batches: int = 1) -> dict[str, Any]:
+    """Evaluation generation speed on ``rows`` (d_04/d_05 rows; schemas: schema_id -> schema).
+
+    Model loading and grammar compilation are not timed; ``warmup_batches`` batches run first, untimed.
+    Returns samples/s, ms per sample, new tokens/s, and the parsed / schema-valid / truncated rates.
+    """
+    generator = adapter if isinstance(adapter, StudentGenerator) else load_generator(adapter, device)
+    texts = [student.prompt_text(generator.tokenizer, row["prompt"]) for row in rows]
+    constraints = [schemas[row["schema_id"]] if constrained else None for row in rows]
+    if constrained:
+        for schema in constraints:
+            generator.grammars.compiled(schema)
+    if warmup_batches > 0:
+        n = min(len(texts), batch_size * warmup_batches)
+        for _ in generator.generate_all(texts[:n], constraints[:n], batch_size=batch_size,
+                                        max_new_tokens=max_new_tokens, progress=False):
+            pass
+    started = time.perf_counter()
+    outputs: list[Generation | None] = [None] * len(rows)
+    for batch in generator.generate_all(texts, constraints, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                        desc=f"throughput bs={batch_size} constrained={constrained}"):
+        for i, gen in batch:
+            outputs[i] = gen
+    wall_s = time.perf_counter() - started
+    done = [g for g in outputs if g is not None]
+    parsed = [parse_output(g.text) for g in done]
+    valid = sum(1 for (ok, ast), row in zip(parsed, rows)
+                if ok and dsl.validation_error(schemas[row["schema_id"]], ast) is None)
+    n = len(done)
+    return {"n": n, "batch_size": batch_size, "constrained": constrained, "max_new_tokens": max_new_tokens,
+            "wall_s": round(wall_s, 3), "samples_per_s": round(n / wall_s, 3) if wall_s else None,
+            "ms_per_sample": round(1000.0 * wall_s / n, 3) if n else None,
+            "new_tokens_per_s": round(sum(len(g.token_ids) for g in done) / wall_s, 1) if wall_s else None,
+            "parsed_rate": _rate(sum(ok for ok, _ in parsed), n), "schema_valid_rate": _rate(valid, n),
+            "truncated_rate": _rate(sum(g.truncated for g in done), n)}

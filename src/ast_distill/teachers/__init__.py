@@ -1,0 +1,46 @@
+"""Teachers: one interface (base.Teacher), three backends, one factory.
+
+``make_teacher`` picks the backend named by ``config["teacher"]["backend"]``:
+- ``grammar``: the built-in teacher (no LLM, deterministic for a seed; offline runs and tests);
+- ``ollama``: a model served by Ollama;
+- ``openai``: any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio).
+LLM backends are imported only when chosen, so offline runs never load their clients.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import UserError
+from .base import GeneratedPair, Teacher, TeacherError, Verdict, map_bounded
+
+BACKENDS = ("grammar", "ollama", "openai")
+
+
+def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, retry_wait_s: float,
+                 seed: int) -> Teacher:
+    """The teacher the config asks for. ``model`` is the resolved teacher model id (LLM backends only)."""
+    t = config["teacher"]
+    backend = t["backend"]
+    if backend not in BACKENDS:
+        raise UserError(f"config key 'teacher.backend' is {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "grammar":
+        from .grammar import GrammarTeacher
+        return GrammarTeacher(seed, config["dataset_generation"]["refusal_fraction"])
+    if not model:
+        raise UserError(f"the {backend} teacher needs a model: pass --teacher-model, set LLM_MODEL (or "
+                        f"dataset_generation.teacher_model), or run offline with --config config/offline.json")
+    if backend == "ollama":
+        from .ollama_teacher import OllamaTeacher
+        return OllamaTeacher(model=model, host=t["host"], timeout_s=t["timeout_s"], retries=retries,
+                             retry_wait_s=retry_wait_s, concurrency=t["concurrency"], num_ctx=t["num_ctx"],
+                             temperature=t["temperature"])
+    from .openai_teacher import OpenAITeacher
+    key_env = t["openai_api_key_env"]
+    return OpenAITeacher(model=model, base_url=t["openai_base_url"],
+                         api_key=os.environ.get(key_env) if key_env else None, timeout_s=t["timeout_s"],
+                         retries=retries, retry_wait_s=retry_wait_s, concurrency=t["concurrency"],
+                         temperature=t["temperature"])
+
+
+__all__ = ["make_teacher", "BACKENDS", "Teacher", "TeacherError", "GeneratedPair", "Verdict", "map_bounded"]

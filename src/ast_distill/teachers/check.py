@@ -1,0 +1,53 @@
+"""Fail fast when a configured LLM teacher cannot be reached: one line saying how to start it.
+
+Run as:
+    uv run python -m ast_distill.teachers.check --config config/defaults.json [--teacher-model gpt-oss:120b]
+Exit 0 when the teacher answers (or is the built-in one), 2 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from .. import cli
+from ..config import load_config, resolve_teacher_model
+from ..errors import UserError
+from . import make_teacher
+from .base import TeacherError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Check that the configured teacher answers.")
+    parser.add_argument("--config", default="config/defaults.json", help="config file (JSON)")
+    parser.add_argument("--teacher-model", default=None, help="teacher model id (default: config, LLM_MODEL)")
+    parser.add_argument("--retries", type=int, default=1, help="tries after the first (-1 = forever)")
+    return parser
+
+
+async def _check(teacher: object) -> None:
+    try:
+        ensure = getattr(teacher, "ensure_model_available", None)
+        if ensure is not None:
+            await ensure()
+    finally:
+        await teacher.aclose()  # type: ignore[attr-defined]
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    backend = config["teacher"]["backend"]
+    if backend == "grammar":
+        return 0
+    model = resolve_teacher_model(args.teacher_model, config["dataset_generation"]["teacher_model"])
+    teacher = make_teacher(config, model, retries=args.retries, retry_wait_s=0.5, seed=0)
+    try:
+        asyncio.run(_check(teacher))
+    except TeacherError as exc:
+        raise UserError(f"the {backend} teacher is not reachable: {exc} (or run offline: "
+                        f"./runAll.sh --config config/offline.json ...)") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

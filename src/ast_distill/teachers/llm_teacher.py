@@ -1,0 +1,206 @@
+"""What the Ollama and OpenAI-compatible teachers share: retries with backoff, bounded concurrency, errors.
+
+A backend supplies a client, one chat call (``_chat``: messages + JSON Schema -> reply text) and a way to
+classify its exceptions (``_failure``). Everything else lives here:
+- every request runs under a semaphore of ``concurrency`` (so callers may gather freely) inside a client
+  bound to the running event loop (a stage may call ``asyncio.run`` several times with one teacher);
+- failures that may pass (server errors, timeouts, refused or dropped connections, replies that do not
+  parse or fit the requested schema) are retried after ``retry_wait_s``, doubling up to 60 s; ``retries``
+  counts the tries after the first, ``-1`` retries forever; a retry uses a new seed so that a bad reply is
+  not simply sampled again;
+- what cannot pass (an unknown model, a refused API key) fails at once; after the last try the caller gets
+  ``TeacherError`` with one line: what failed, where, how often, and what to do.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import UserError
+from . import llm_prompts
+from .base import GeneratedPair, Teacher, TeacherError, Verdict
+from .llm_prompts import BadReply
+
+T = TypeVar("T")
+log = logging.getLogger("ast_distill.teachers")
+
+MAX_BACKOFF_S = 60.0
+RETRY_SEED_STRIDE = 7919  # a retry's seed: seed + attempt * stride, far from the next item's seed
+
+
+class TeacherReplyError(TeacherError):
+    """The server answered, but never with a reply of the requested shape."""
+
+
+@dataclass
+class Failure:
+    """One failed try, classified. kind: refused | timeout | server | reply | fatal."""
+    kind: str
+    detail: str
+    retryable: bool = True
+
+
+@dataclass
+class _LoopState:
+    loop: asyncio.AbstractEventLoop
+    client: Any
+    semaphore: asyncio.Semaphore
+
+
+_NO_FALLBACK = object()
+
+
+class LLMTeacher(Teacher):
+    """Base of the LLM backends: the three Teacher methods built on ``_chat`` plus retries."""
+
+    name = "llm"
+
+    def __init__(self, model: str, timeout_s: float, retries: int, retry_wait_s: float, concurrency: int,
+                 temperature: float, num_ctx: int | None = None):
+        if not model:
+            raise UserError(f"the {self.name} teacher needs a model: pass --teacher-model, set LLM_MODEL, or use "
+                            f"config/offline.json")
+        self.model = model
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.retry_wait_s = float(retry_wait_s)
+        self.concurrency = max(1, int(concurrency))
+        self.temperature = float(temperature)
+        self.num_ctx = num_ctx
+        self._state: _LoopState | None = None
+
+    # --- backend hooks --------------------------------------------------------------------------------
+
+    def _new_client(self) -> Any:
+        raise NotImplementedError
+
+    async def _close_client(self, client: Any) -> None:
+        raise NotImplementedError
+
+    async def _chat(self, client: Any, messages: list[dict[str, str]], schema: dict[str, Any], *,
+                    seed: int | None, temperature: float, reply_tokens: int) -> str:
+        """One request; the reply's text. Raises the client's exceptions or BadReply."""
+        raise NotImplementedError
+
+    def _failure(self, exc: BaseException) -> Failure | None:
+        """Classify a client exception; None for anything that is not a transport/server failure."""
+        raise NotImplementedError
+
+    def where(self) -> str:
+        """The server, for messages: e.g. "Ollama at http://127.0.0.1:11434"."""
+        raise NotImplementedError
+
+    def refused_hint(self) -> str:
+        raise NotImplementedError
+
+    # --- the Teacher interface ------------------------------------------------------------------------
+
+    async def domain_spec(self, prompt_row: dict[str, Any], examples_per_schema: int,
+                          seed: int) -> dict[str, Any]:
+        messages = llm_prompts.spec_messages(prompt_row, examples_per_schema)
+        return await self._ask(messages, llm_prompts.spec_format(),
+                               lambda text: llm_prompts.parse_spec(text, prompt_row), seed=seed,
+                               temperature=self.temperature,
+                               reply_tokens=llm_prompts.spec_reply_tokens(examples_per_schema))
+
+    async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
+                             seed: int) -> list[GeneratedPair]:
+        schema = schema_row["schema"]
+        response_schema = llm_prompts.pairs_format(schema)
+        pairs: list[GeneratedPair] = []
+        # Requests run one after another so that each can be told which queries exist already.
+        for index, (size, refusals) in enumerate(llm_prompts.pairs_plan(n)):
+            messages = llm_prompts.pairs_messages(schema_row, spec, size, refusals,
+                                                  avoid=[p.query for p in pairs])
+            pairs += await self._ask(messages, response_schema,
+                                     lambda text: llm_prompts.parse_pairs(text, schema), seed=seed + index,
+                                     temperature=self.temperature,
+                                     reply_tokens=llm_prompts.pairs_reply_tokens(size))
+        return pairs[:n]
+
+    async def judge(self, schema: dict[str, Any], query: str, gold_ast: dict[str, Any] | None,
+                    student_ast: dict[str, Any] | None, student_raw: str) -> Verdict:
+        messages = llm_prompts.judge_messages(schema, query, gold_ast, student_ast, student_raw)
+        # A judge should be repeatable: greedy first; retries sample at the configured temperature.
+        return await self._ask(messages, llm_prompts.judge_format(schema),
+                               lambda text: llm_prompts.parse_verdict(text, schema, student_ast), seed=None,
+                               temperature=0.0, reply_tokens=llm_prompts.JUDGE_REPLY_TOKENS)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model, "where": self.where(),
+                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "retries": self.retries,
+                "retry_wait_s": self.retry_wait_s, "temperature": self.temperature, "num_ctx": self.num_ctx}
+
+    async def aclose(self) -> None:
+        state, self._state = self._state, None
+        if state is not None and state.loop is asyncio.get_running_loop():
+            await self._close_client(state.client)
+
+    # --- machinery ------------------------------------------------------------------------------------
+
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        if self._state is None or self._state.loop is not loop:
+            # Clients and semaphores belong to one event loop; a new asyncio.run needs new ones.
+            self._state = _LoopState(loop, self._new_client(), asyncio.Semaphore(self.concurrency))
+        return self._state
+
+    async def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any], parse: Callable[[str], T],
+                   *, seed: int | None, temperature: float, reply_tokens: int) -> T:
+        async def attempt(client: Any, number: int) -> T:
+            text = await self._chat(
+                client, messages, schema,
+                seed=None if seed is None else seed + (number - 1) * RETRY_SEED_STRIDE,
+                temperature=temperature if number == 1 else max(temperature, self.temperature),
+                reply_tokens=reply_tokens)
+            return parse(text)
+
+        return await self._with_retries(attempt)
+
+    async def _with_retries(self, attempt: Callable[[Any, int], Awaitable[T]]) -> T:
+        """Run attempt(client, try number) until it returns, retrying what may pass."""
+        fallback: Any = _NO_FALLBACK
+        number = 0
+        while True:
+            number += 1
+            state = self._loop_state()
+            try:
+                async with state.semaphore:
+                    return await attempt(state.client, number)
+            except BadReply as exc:
+                failure = Failure("reply", str(exc))
+                if exc.fallback is not None:
+                    fallback = exc.fallback
+            except Exception as exc:  # classified below; anything unknown propagates unchanged
+                failure = self._failure(exc)
+                if failure is None:
+                    raise
+            if not failure.retryable:
+                raise TeacherError(self._message(failure, number)) from None
+            if 0 <= self.retries < number:
+                if fallback is not _NO_FALLBACK:
+                    return fallback  # fits the envelope; the caller validates and records it
+                error = TeacherReplyError if failure.kind == "reply" else TeacherError
+                raise error(self._message(failure, number)) from None
+            wait = min(self.retry_wait_s * 2 ** (number - 1), MAX_BACKOFF_S)
+            log.warning("%s: try %d failed (%s: %s); retrying in %.2f s", self.where(), number, failure.kind,
+                        failure.detail, wait)
+            await asyncio.sleep(wait)
+
+    def _message(self, failure: Failure, tries: int) -> str:
+        after = f"after {tries} {'try' if tries == 1 else 'tries'}"
+        detail = " ".join(failure.detail.split())
+        if failure.kind == "refused":
+            return f"{self.where()} refused the connection {after}: {self.refused_hint()}"
+        if failure.kind == "timeout":
+            return (f"{self.where()} did not answer within {self.timeout_s:g} s ({after}): raise "
+                    f"teacher.timeout_s, lower teacher.concurrency, or check that the server is not overloaded")
+        if failure.kind == "reply":
+            return (f"model {self.model} at {self.where()} never replied with the requested JSON {after} "
+                    f"(last: {detail}): raise the retries or use a stronger model")
+        if failure.kind == "server":
+            return f"{self.where()} kept failing {after} (last: {detail}): check the server's log"
+        return f"{self.where()}: {detail}"

@@ -1,0 +1,92 @@
+"""The Ollama teacher: the ``ollama`` client's ``chat`` with structured output (``format=<JSON Schema>``).
+
+``num_ctx`` is sent with every request: the configured value, or one sized to the prompt and the reply
+(Ollama's own default context is small and silently cuts long prompts). Prompts, response schemas and
+reply parsing: llm_prompts.py; retries, concurrency and errors: llm_teacher.py.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import ollama
+import pydantic
+
+from . import llm_prompts
+from .base import TeacherError
+from .llm_prompts import BadReply
+from .llm_teacher import Failure, LLMTeacher
+
+RETRYABLE_STATUS = {408, 425, 429}
+
+
+class OllamaTeacher(LLMTeacher):
+    """A model served by Ollama (default http://127.0.0.1:11434)."""
+
+    name = "ollama"
+
+    def __init__(self, model: str, host: str, timeout_s: float, retries: int, retry_wait_s: float,
+                 concurrency: int, num_ctx: int | None, temperature: float):
+        super().__init__(model=model, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
+                         concurrency=concurrency, temperature=temperature, num_ctx=num_ctx)
+        self.host = host
+
+    def where(self) -> str:
+        return f"Ollama at {self.host}"
+
+    def refused_hint(self) -> str:
+        return (f"start it with `ollama serve` and `ollama pull {self.model}`, or set teacher.host, or use "
+                f"config/offline.json")
+
+    def _new_client(self) -> ollama.AsyncClient:
+        return ollama.AsyncClient(host=self.host, timeout=self.timeout_s)
+
+    async def _close_client(self, client: ollama.AsyncClient) -> None:
+        await client.close()
+
+    async def _chat(self, client: ollama.AsyncClient, messages: list[dict[str, str]], schema: dict[str, Any],
+                    *, seed: int | None, temperature: float, reply_tokens: int) -> str:
+        options: dict[str, Any] = {
+            "num_ctx": self.num_ctx or llm_prompts.estimate_num_ctx(messages, reply_tokens),
+            "temperature": temperature,
+        }
+        if seed is not None:
+            options["seed"] = seed
+        response = await client.chat(model=self.model, messages=messages, format=schema, options=options,
+                                     stream=False)
+        if response.done_reason == "length":
+            raise BadReply(f"the reply was cut at the length limit (num_ctx={options['num_ctx']}); "
+                           f"raise teacher.num_ctx")
+        return response.message.content or ""
+
+    def _failure(self, exc: BaseException) -> Failure | None:
+        if isinstance(exc, ollama.ResponseError):
+            detail = f"HTTP {exc.status_code}: {exc.error}"
+            if exc.status_code >= 500 or exc.status_code in RETRYABLE_STATUS:
+                return Failure("server", detail)
+            if exc.status_code == 404:
+                return Failure("fatal", f"{detail}: run `ollama pull {self.model}` or pick a model that "
+                                        f"`ollama list` shows", retryable=False)
+            return Failure("fatal", detail, retryable=False)
+        if isinstance(exc, httpx.TimeoutException):
+            return Failure("timeout", type(exc).__name__)
+        if isinstance(exc, ConnectionError):  # the ollama client's translation of httpx.ConnectError
+            return Failure("refused", str(exc))
+        if isinstance(exc, httpx.TransportError):  # dropped connection, protocol error
+            return Failure("server", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError)):  # a body that is not a reply
+            return Failure("reply", f"the HTTP body is not an Ollama chat reply ({type(exc).__name__})")
+        return None
+
+    async def ensure_model_available(self) -> None:
+        """Fail fast (TeacherError) when the server is unreachable or lacks the model."""
+        async def attempt(client: ollama.AsyncClient, number: int) -> ollama.ListResponse:
+            return await client.list()
+
+        listing = await self._with_retries(attempt)
+        names = {m.model for m in listing.models if m.model}
+        if self.model not in names and f"{self.model}:latest" not in names:
+            have = ", ".join(sorted(names)) or "none"
+            raise TeacherError(f"{self.where()} has no model {self.model} (it has: {have}): run "
+                               f"`ollama pull {self.model}`")

@@ -1,0 +1,163 @@
+"""DPO training on tiny students: weights move, the chosen-vs-rejected reward margin grows, LoRA starts get a new
+adapter on the merged SFT model, and a run resumes from its checkpoint."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from helpers import make_tiny_corpus, make_tiny_lora_base, make_tiny_student
+
+from ast_distill import cli
+from ast_distill.alignment import completion_ending
+from ast_distill.canonical import render_ast
+from ast_distill.config import REPO_ROOT
+from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
+from ast_distill.student import load_student, load_tokenizer, prompt_text
+
+torch.set_num_threads(2)
+
+
+def run_dpo(argv: list[str]) -> int:
+    spec = importlib.util.spec_from_file_location("train_alignment_dpo", REPO_ROOT / "scripts" / "train_alignment_dpo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return cli.run(module.main, module.build_parser(), argv)
+
+
+def wrong_ast(ast: dict[str, Any]) -> dict[str, Any]:
+    """A plausible mistake: a refusal where a query was due, a query where a refusal was due."""
+    if ast["type"] == "refusal":
+        return {"type": "query", "filter": {"field": "name", "op": "equals", "value": "flight"}}
+    return {"type": "refusal", "reason": "not supported", "suggestion": "ask something else"}
+
+
+def write_pairs(path: Path, student: str, n: int = 8) -> Path:
+    tokenizer = load_tokenizer(student)
+    ending = completion_ending(tokenizer)
+    pairs = [{"id": row["id"], "prompt": prompt_text(tokenizer, row["prompt"]),
+              "chosen": render_ast(row["ast"]) + ending, "rejected": render_ast(wrong_ast(row["ast"])) + ending}
+             for row in make_tiny_corpus(n, val_every=0)]
+    write_jsonl_atomic(path, pairs)
+    return path
+
+
+def dpo_args(pairs: Path, start: str, out: Path, *extra: str) -> list[str]:
+    return ["--config", "config/offline.json", "--pairs", str(pairs), "--adapter", start, "--output-dir", str(out),
+            "--max-steps", "6", "--batch-size", "4", "--grad-accum", "1", "--learning-rate", "0.002",
+            "--warmup-steps", "0", "--logging-steps", "1", "--save-steps", "0", "--beta", "0.1",
+            "--max-seq-length", "1024", "--no-bf16", "--seed", "0", *extra]
+
+
+def margins(run_dir: Path) -> list[float]:
+    return [r["rewards/margins"] for r in read_jsonl(run_dir / "training_metrics.jsonl") if "rewards/margins" in r]
+
+
+def weights(model: Any) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.state_dict().items()}
+
+
+def test_dpo_on_scratch_student_moves_weights_and_grows_the_reward_margin(tmp_path: Path) -> None:
+    student = make_tiny_student(tmp_path)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", student)
+    before = weights(load_student(student, device="cpu")[0])
+    out = tmp_path / "dpo"
+    assert run_dpo(dpo_args(pairs, student, out)) == 0
+
+    model, _ = load_student(str(out / "checkpoint-final"), device="cpu")
+    after = weights(model)
+    moved = [name for name in before if not torch.equal(before[name], after[name])]
+    assert len(moved) > len(before) // 2
+    assert weights(load_student(student, device="cpu")[0]).keys() == before.keys()  # the start is left as it was
+    logged = margins(out)
+    assert len(logged) >= 6
+    assert abs(logged[0]) < 1e-3  # step 1: the policy is still the reference
+    assert logged[-1] > logged[0] + 0.05
+    run_config = read_json(out / "run_config.json")
+    assert run_config["status"] == "complete" and run_config["final_step"] == 6
+    assert run_config["student"] == "scratch" and "frozen copy" in run_config["reference"]
+
+
+def make_sft_adapter(tmp_path: Path) -> tuple[str, str]:
+    """(base dir, SFT adapter dir): a LoRA adapter with non-zero weights on the tiny base, tokenizer saved."""
+    from peft import LoraConfig, get_peft_model
+
+    base = make_tiny_lora_base(tmp_path)
+    model, tokenizer = load_student(base, device="cpu")
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                  task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # a trained adapter: merging it changes the model
+    adapter = tmp_path / "sft" / "checkpoint-final"
+    peft_model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    return base, str(adapter)
+
+
+def test_lora_start_trains_a_new_adapter_on_the_merged_sft_model(tmp_path: Path) -> None:
+    base, adapter = make_sft_adapter(tmp_path)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", adapter)
+    out = tmp_path / "dpo"
+    assert run_dpo(dpo_args(pairs, adapter, out, "--base-model", "scratch", "--lora-r", "4",
+                            "--lora-alpha", "8", "--lora-dropout", "0.0", "--learning-rate", "0.01")) == 0
+
+    merged_dir = out / "sft-merged"
+    sft, _ = load_student(adapter, device="cpu")
+    merged, _ = load_student(str(merged_dir), device="cpu")
+    expected = weights(sft.merge_and_unload())
+    assert all(torch.allclose(expected[k], v, atol=1e-6) for k, v in weights(merged).items())
+    assert not torch.equal(weights(load_student(base, device="cpu")[0])["model.layers.0.self_attn.q_proj.weight"],
+                           expected["model.layers.0.self_attn.q_proj.weight"])
+
+    final = out / "checkpoint-final"
+    adapter_config = json.loads((final / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(merged_dir.resolve())
+    dpo_model, _ = load_student(str(final), device="cpu")
+    trained_b = [p for name, p in dpo_model.named_parameters() if "lora_B" in name]
+    assert trained_b and any(p.abs().sum() > 0 for p in trained_b)  # LoRA B starts at zero: it moved
+    ids = torch.tensor([[2, 5, 9, 14, 20]])
+    with torch.no_grad():
+        assert not torch.allclose(dpo_model(ids).logits, merged(ids).logits)
+    logged = margins(out)
+    assert logged[-1] > logged[0]
+    assert read_json(out / "run_config.json")["student"] == "lora"
+
+
+def test_resume_from_a_dpo_checkpoint_reaches_the_same_final_step(tmp_path: Path) -> None:
+    student = make_tiny_student(tmp_path)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", student)
+    out = tmp_path / "dpo"
+    args = dpo_args(pairs, student, out, "--max-steps", "4", "--save-steps", "2", "--save-total-limit", "0")
+    assert run_dpo(args) == 0
+    full_run = [r["step"] for r in read_jsonl(out / "training_metrics.jsonl") if "loss" in r]
+    # as if killed after checkpoint-2 was written
+    shutil.rmtree(out / "checkpoint-4")
+    shutil.rmtree(out / "checkpoint-final")
+    assert run_dpo(args + ["--resume-from-checkpoint", "auto"]) == 0
+
+    run_config = read_json(out / "run_config.json")
+    assert run_config["resumed_from"] == str(out / "checkpoint-2")
+    assert run_config["final_step"] == 4
+    assert read_json(out / "checkpoint-final" / "run_config.json")["final_step"] == 4
+    resumed = [r["step"] for r in read_jsonl(out / "training_metrics.jsonl") if "loss" in r]
+    assert resumed == full_run  # steps 3 and 4 logged again once, nothing duplicated
+
+
+def test_bad_resume_path_and_bad_pairs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    student = make_tiny_student(tmp_path)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", student, n=2)
+    assert run_dpo(dpo_args(pairs, student, tmp_path / "dpo", "--resume-from-checkpoint", str(tmp_path))) == 2
+    assert "not a trainer checkpoint" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl_atomic(bad, [{"id": "x", "prompt": "p", "chosen": "c"}])
+    assert run_dpo(dpo_args(bad, student, tmp_path / "dpo")) == 2
+    assert "has no text 'rejected'" in capsys.readouterr().err
+    assert run_dpo(dpo_args(pairs, str(tmp_path / "missing"), tmp_path / "dpo")) == 2
+    assert "missing" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Batched generation and schema-constrained decoding (xgrammar) on a tiny random student."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import xgrammar as xgr
+from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student
+
+from ast_distill import dsl, student
+from ast_distill.canonical import render_ast
+from ast_distill.errors import UserError
+from ast_distill.generation import GrammarCache, StudentGenerator
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory: pytest.TempPathFactory) -> StudentGenerator:
+    path = make_tiny_student(tmp_path_factory.mktemp("gen"))
+    model, tokenizer = student.load_student(path, device="cpu")
+    return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return make_tiny_schema_record()["schema"]
+
+
+def prompts(generator: StudentGenerator, rows: list[dict]) -> list[str]:
+    return [student.prompt_text(generator.tokenizer, r["prompt"]) for r in rows]
+
+
+def test_minified_target_completions_are_accepted_token_by_token(generator: StudentGenerator, schema: dict) -> None:
+    rows = make_tiny_corpus(6)  # every shape of the tiny corpus: filters, and, range, sort, limit, refusal
+    for row in rows:
+        matcher = generator.grammars.matcher(schema)
+        ids = generator.tokenizer(render_ast(row["ast"]), add_special_tokens=False)["input_ids"]
+        assert all(matcher.accept_token(t) for t in ids), render_ast(row["ast"])
+        stop = generator.stop_token_ids[0]
+        assert matcher.accept_token(stop) and matcher.is_terminated()
+
+
+@pytest.mark.parametrize("text", [
+    '{"type": "query"}',  # whitespace: the student writes minified JSON only
+    '{"type":"query","select":["colour"]}',  # no such field
+    '{"filter":{"field":"price","op":"above","value":1},"type":"query"}',  # keys out of the trained order
+    '{"type":"query","filter":{"field":"price","op":"equals","value":"cheap"}}',  # value of the wrong type
+])
+def test_grammar_rejects_outputs_the_schema_or_the_trained_format_forbids(generator: StudentGenerator,
+                                                                          schema: dict, text: str) -> None:
+    matcher = generator.grammars.matcher(schema)
+    ids = generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+    accepted = all(matcher.accept_token(t) for t in ids) and matcher.accept_token(generator.stop_token_ids[0])
+    assert not accepted
+
+
+def test_untrained_constrained_outputs_parse_and_validate_unless_truncated(generator: StudentGenerator,
+                                                                           schema: dict) -> None:
+    rows = make_tiny_corpus(12)
+    texts = prompts(generator, rows)
+    outputs = []
+    torch.manual_seed(0)
+    # Sampling at temperature 1 walks far into the grammar (nested conditions, free strings, refusals).
+    for temperature in (0.0, 1.0):
+        for batch in generator.generate_all(texts, [schema] * len(texts), batch_size=5, max_new_tokens=80,
+                                            temperature=temperature, progress=False):
+            outputs += [gen for _, gen in batch]
+    finished = [g for g in outputs if not g.truncated]
+    assert len(finished) >= 3  # refusals with long free strings may run out of budget: that is "truncated"
+    for gen in finished:
+        ast = json.loads(gen.text)
+        assert dsl.validation_error(schema, ast) is None, gen.text
+    assert len({g.text for g in finished}) > 1
+
+
+def test_unconstrained_untrained_outputs_are_not_json(generator: StudentGenerator) -> None:
+    rows = make_tiny_corpus(4)
+    outputs = [g for b in generator.generate_all(prompts(generator, rows), [None] * 4, batch_size=4,
+                                                 max_new_tokens=20, progress=False) for _, g in b]
+    assert len(outputs) == 4
+    assert not any(g.text.startswith('{"type"') for g in outputs)
+
+
+def test_batched_left_padded_greedy_equals_one_prompt_at_a_time(generator: StudentGenerator, schema: dict) -> None:
+    rows = make_tiny_corpus(6)
+    texts = prompts(generator, rows)
+    assert len({len(generator.encode(t)) for t in texts}) > 1  # prompts of different lengths: padding matters
+    for constraint in (None, schema):
+        one = {i: g.token_ids for b in generator.generate_all(texts, [constraint] * 6, batch_size=1,
+                                                              max_new_tokens=24, progress=False) for i, g in b}
+        many = {i: g.token_ids for b in generator.generate_all(texts, [constraint] * 6, batch_size=6,
+                                                               max_new_tokens=24, progress=False) for i, g in b}
+        assert one == many
+
+
+def test_a_row_out_of_token_budget_is_truncated(generator: StudentGenerator, schema: dict) -> None:
+    texts = prompts(generator, make_tiny_corpus(2))
+    outputs = [g for b in generator.generate_all(texts, [schema] * 2, batch_size=2, max_new_tokens=2,
+                                                 progress=False) for _, g in b]
+    assert all(g.truncated and len(g.token_ids) == 2 for g in outputs)
+
+
+def test_tokens_with_control_characters_are_masked_but_stop_tokens_are_not(generator: StudentGenerator) -> None:
+    cache = generator.grammars
+    vocab = cache.info.decoded_vocab
+    logits = torch.zeros(1, generator.vocab_size)
+    xgr.apply_token_bitmask_inplace(logits, cache.json_safe_mask.unsqueeze(0), vocab_size=generator.vocab_size)
+    masked = {i for i in range(generator.vocab_size) if logits[0, i] == float("-inf")}
+    with_control = {i for i, text in enumerate(vocab) if any(b < 0x20 for b in text)} - set(generator.stop_token_ids)
+    assert with_control and masked == with_control
+    assert not masked & set(generator.stop_token_ids)
+
+
+def test_each_schema_is_compiled_once(generator: StudentGenerator, schema: dict) -> None:
+    cache = GrammarCache(generator.tokenizer, vocab_size=generator.vocab_size,
+                         stop_token_ids=generator.stop_token_ids)
+    assert cache.compiled(schema) is cache.compiled(json.loads(json.dumps(schema)))
+
+
+def test_a_schema_xgrammar_cannot_compile_is_a_user_error(generator: StudentGenerator) -> None:
+    with pytest.raises(UserError, match="--no-constrained"):
+        generator.grammars.compiled({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})
