@@ -8,8 +8,8 @@ stage exits 0: there is nothing to train.
 
 Run as:
     uv run scripts/build_alignment_pairs.py --config config/offline.json
-    uv run scripts/build_alignment_pairs.py --eval-results outputs/student_runs/alignment/pref_eval/evaluation_results.jsonl \
-        --out /tmp/dpo_pairs.jsonl --max-pairs 200
+    uv run scripts/build_alignment_pairs.py --no-only-rejected --max-pairs 200 --out /tmp/dpo_pairs.jsonl \
+        --eval-results outputs/student_runs/alignment/pref_eval/evaluation_results.jsonl
 """
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ TINY_FIELDS: list[dict[str, Any]] = [
     {"name": "active", "type": "boolean", "description": "still sold"},
 ]
 TINY_OPERATORS = {"eq": "equals", "gt": "above", "lt": "below", "between": "within", "in": "one_of"}
-TINY_SIZES = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, head_dim=16, intermediate_size=64)
+TINY_SIZES = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "head_dim": 16,
+              "intermediate_size": 64}
 TINY_VOCAB = 400
 
 

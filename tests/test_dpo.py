@@ -19,11 +19,12 @@ from ast_distill.config import REPO_ROOT
 from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
 from ast_distill.student import load_student, load_tokenizer, prompt_text
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def run_dpo(argv: list[str]) -> int:
-    spec = importlib.util.spec_from_file_location("train_alignment_dpo", REPO_ROOT / "scripts" / "train_alignment_dpo.py")
+    script = REPO_ROOT / "scripts" / "train_alignment_dpo.py"
+    spec = importlib.util.spec_from_file_location("train_alignment_dpo", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return cli.run(module.main, module.build_parser(), argv)
@@ -39,7 +40,8 @@ def wrong_ast(ast: dict[str, Any]) -> dict[str, Any]:
 def write_pairs(path: Path, student: str, n: int = 8) -> Path:
     tokenizer = load_tokenizer(student)
     ending = completion_ending(tokenizer)
-    pairs = [{"id": row["id"], "prompt": prompt_text(tokenizer, row["prompt"]),
+    # The request alone as the prompt: the schema text would make every step ten times longer.
+    pairs = [{"id": row["id"], "prompt": prompt_text(tokenizer, [{"role": "user", "content": row["query"]}]),
               "chosen": render_ast(row["ast"]) + ending, "rejected": render_ast(wrong_ast(row["ast"])) + ending}
              for row in make_tiny_corpus(n, val_every=0)]
     write_jsonl_atomic(path, pairs)
@@ -161,3 +163,19 @@ def test_bad_resume_path_and_bad_pairs_are_one_line_errors(tmp_path: Path, capsy
     assert "has no text 'rejected'" in capsys.readouterr().err
     assert run_dpo(dpo_args(pairs, str(tmp_path / "missing"), tmp_path / "dpo")) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_prompt_tokens_match_inference_when_the_tokenizer_adds_bos_itself(tmp_path: Path) -> None:
+    from tokenizers.processors import TemplateProcessing
+
+    from ast_distill.alignment import prompt_for_tokenizer
+
+    tokenizer = load_tokenizer(make_tiny_student(tmp_path))
+    text = prompt_text(tokenizer, [{"role": "user", "content": "products above 5 euros"}])
+    at_inference = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert prompt_for_tokenizer(text, tokenizer) == text  # no bos added by this tokenizer: nothing cut
+    assert tokenizer(text)["input_ids"] == at_inference
+    tokenizer._tokenizer.post_processor = TemplateProcessing(  # like Gemma's: <bos> before every text
+        single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)])
+    assert tokenizer(text)["input_ids"][:2] == [tokenizer.bos_token_id] * 2  # TRL would double it
+    assert tokenizer(prompt_for_tokenizer(text, tokenizer))["input_ids"] == at_inference

@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student, write_tiny_schemas
+from helpers import (make_tiny_corpus, make_tiny_lora_base, make_tiny_schema_record, make_tiny_student,
+                     write_tiny_schemas)
 
 from ast_distill import cli
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
 from ast_distill.evaluation import (
     EvalSettings,
+    baseline_of,
     judge_records,
     metrics,
     run_evaluation,
@@ -270,6 +272,24 @@ def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_fin
     assert overall["schema_valid_rate"] == pytest.approx(1.0 - overall["truncated_rate"])
     assert overall["parsed_rate"] == overall["schema_valid_rate"] > 0
     assert summary["teacher"]["backend"] is None
+
+
+def test_baseline_evaluates_the_base_model_a_lora_adapter_names(tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = make_tiny_lora_base(tmp_path)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                          LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    adapter = str(tmp_path / "adapter")
+    lora.save_pretrained(adapter)
+    assert baseline_of(adapter) == base
+    settings = make_settings(tmp_path, adapter, 3, baseline=True)
+    summary = run_evaluation(settings, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
+    assert summary["baseline"] is True and summary["model_path"] == base and summary["n"] == 3
+    adapted = make_settings(tmp_path, adapter, 3)  # the adapter itself, into the same folder: refused
+    with pytest.raises(UserError, match="baseline=True"):
+        run_evaluation(adapted, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

@@ -42,6 +42,21 @@ def test_minified_target_completions_are_accepted_token_by_token(generator: Stud
         assert matcher.accept_token(stop) and matcher.is_terminated()
 
 
+def test_every_query_key_is_accepted_in_the_order_render_ast_writes_it(generator: StudentGenerator,
+                                                                      schema: dict) -> None:
+    # The template declares aggregate's "function" before "field"; render_ast writes "field" first.
+    ast = {"type": "query",
+           "filter": {"or": [{"not": {"field": "price", "op": "above", "value": 2.5}},
+                             {"and": [{"field": "category", "op": "one_of", "value": ["toy", "book"]},
+                                      {"field": "released", "op": "within", "value": ["2024-01-01", "2024-12-31"]}]}]},
+           "select": ["name", "stock"], "aggregate": {"function": "avg", "field": "price"},
+           "group_by": ["category"], "sort": [{"field": "stock", "order": "desc"}], "limit": 10}
+    assert dsl.validation_error(schema, ast) is None
+    matcher = generator.grammars.matcher(schema)
+    ids = generator.tokenizer(render_ast(ast), add_special_tokens=False)["input_ids"]
+    assert all(matcher.accept_token(t) for t in ids) and matcher.accept_token(generator.stop_token_ids[0])
+
+
 @pytest.mark.parametrize("text", [
     '{"type": "query"}',  # whitespace: the student writes minified JSON only
     '{"type":"query","select":["colour"]}',  # no such field

@@ -6,8 +6,15 @@ import torch
 from helpers import TINY_SIZES, make_tiny_corpus, make_tiny_lora_base, make_tiny_student
 
 from ast_distill.errors import UserError
-from ast_distill.scratch import (CHAT_TEMPLATE, END_OF_TURN, SPECIAL_TOKENS, build_scratch_model, corpus_texts,
-                                 scratch_config_from, train_tokenizer)
+from ast_distill.scratch import (
+    CHAT_TEMPLATE,
+    END_OF_TURN,
+    SPECIAL_TOKENS,
+    build_scratch_model,
+    corpus_texts,
+    scratch_config_from,
+    train_tokenizer,
+)
 from ast_distill.student import load_student, merge_for_training, prompt_text, stop_token_ids
 
 torch.set_num_threads(1)

@@ -15,8 +15,7 @@ from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
 from ast_distill.jsonl import read_jsonl, write_jsonl_atomic
 from ast_distill.scratch import END_OF_TURN
-from ast_distill.training import (build_trainer, padding_share, prepare, resolve_backend, select_rows,
-                                  train_sft)
+from ast_distill.training import build_trainer, padding_share, prepare, resolve_backend, select_rows, train_sft
 
 torch.set_num_threads(1)
 
@@ -123,7 +122,7 @@ def test_training_moves_weights_lowers_loss_and_writes_a_plain_transformers_chec
         "assert 'ast_distill' not in sys.modules\n"
         "print(type(model).__name__)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    result = subprocess.run(check=False, args=[sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("Gemma3ForCausalLM")
@@ -150,7 +149,7 @@ def test_overlong_corpus_exits_2_with_a_one_line_error(tmp_path):
     cfg_path.write_text(json.dumps({"training": {**TINY_TRAINING, "max_seq_length": 64,
                                                  "training_corpus": cfg["training_corpus"],
                                                  "output_dir": cfg["output_dir"]}}))
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train_student_unsloth.py"),
+    result = subprocess.run(check=False, args=[sys.executable, str(REPO_ROOT / "scripts" / "train_student_unsloth.py"),
                              "--config", str(cfg_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -218,7 +217,7 @@ def test_lora_on_a_local_base_saves_an_adapter_that_plain_peft_loads(tmp_path):
         "assert 'ast_distill' not in sys.modules\n"
         "print('ok', len(lora))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    result = subprocess.run(check=False, args=[sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("ok")

@@ -178,7 +178,7 @@ def write_pairs(settings: Mapping[str, Any], *, resolved_config: Mapping[str, An
     log(f"pairs: kept {len(result.pairs)} of {result.n_rows} evaluation rows; dropped: {dropped}")
     if not result.pairs:
         log("no pairs: no evaluation row gave a chosen/rejected pair (see the drop counts above); nothing to train")
-    return {"pairs": str(settings["out"]), "meta": str(pairs_meta_path(settings["out"])), **result.counts()}
+    return {"pairs_file": str(settings["out"]), "meta": str(pairs_meta_path(settings["out"])), **result.counts()}
 
 
 # ---------------------------------------------------------------------------------------------------------

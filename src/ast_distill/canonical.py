@@ -8,6 +8,7 @@ group_by as sets; sort order kept; 1 == 1.0; every refusal equal to every other.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 KEY_ORDER = ("type", "filter", "select", "aggregate", "group_by", "sort", "limit", "and", "or", "not",
@@ -16,10 +17,14 @@ _RANK = {key: i for i, key in enumerate(KEY_ORDER)}
 RANGE_OPERATORS = frozenset({"between"})  # used when no schema says which aliases take [low, high]
 
 
+def ordered_keys(keys: Iterable[str]) -> list[str]:
+    """Keys in the order render_ast writes them (KEY_ORDER first, any others alphabetically after)."""
+    return sorted(keys, key=lambda k: (_RANK.get(k, len(_RANK)), k))
+
+
 def _ordered(obj: Any) -> Any:
     if isinstance(obj, dict):
-        keys = sorted(obj, key=lambda k: (_RANK.get(k, len(_RANK)), k))
-        return {k: _ordered(obj[k]) for k in keys}
+        return {k: _ordered(obj[k]) for k in ordered_keys(obj)}
     if isinstance(obj, list):
         return [_ordered(x) for x in obj]
     return obj

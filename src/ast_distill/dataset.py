@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -206,10 +207,18 @@ def normalize_query(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
 
 
+def row_id(schema_id: str, language: str, query: str) -> str:
+    return stable_id(schema_id, language, query)
+
+
+def _clean_text(pair: GeneratedPair) -> tuple[str, str]:
+    query = pair.query.strip() if isinstance(pair.query, str) else ""
+    return query, str(pair.language).strip().lower()
+
+
 def pair_to_row(pair: GeneratedPair, schema_row: dict[str, Any], teacher: str) -> dict[str, Any]:
     """A d_03 row; the AST is validated here, never trusted."""
-    query = pair.query.strip() if isinstance(pair.query, str) else ""
-    language = str(pair.language).strip().lower()
+    query, language = _clean_text(pair)
     ast = pair.ast
     error = dsl.validation_error(schema_row["schema"], ast)
     if not query:
@@ -217,7 +226,7 @@ def pair_to_row(pair: GeneratedPair, schema_row: dict[str, Any], teacher: str) -
     elif language not in LANGUAGES:
         error = f"language {pair.language!r} is not one of {LANGUAGES}"
     kind = "refusal" if isinstance(ast, dict) and ast.get("type") == "refusal" else "query"
-    return {"id": stable_id(schema_row["id"], language, query), "schema_id": schema_row["id"],
+    return {"id": row_id(schema_row["id"], language, query), "schema_id": schema_row["id"],
             "domain": schema_row.get("domain"), "language": language, "query": query, "ast": ast, "kind": kind,
             "is_valid": error is None, "validation_error": error, "teacher": teacher}
 
@@ -260,9 +269,11 @@ class _DatasetWriter:
 
 
 async def _rows_for_schema(teacher: Teacher, schema_row: dict[str, Any], spec: dict[str, Any], target: int,
-                           seed: int, existing: dict[str, set[str]]) -> tuple[list[dict[str, Any]], int, int]:
-    """(new rows, duplicates dropped, pairs generated) for one schema, given the ids already written."""
-    have = existing.get(schema_row["id"], set())
+                           seed: int, existing: dict[str, dict[str, str]]) -> tuple[list[dict[str, Any]], int, int]:
+    """(new rows, duplicates dropped, pairs generated) for one schema, given the rows already written
+    (id -> normalized query)."""
+    have = existing.get(schema_row["id"], {})
+    have_queries = set(have.values())
     missing = target - len(have)
     if missing <= 0:
         return [], 0, 0
@@ -273,15 +284,21 @@ async def _rows_for_schema(teacher: Teacher, schema_row: dict[str, Any], spec: d
     label = teacher_label(teacher)
     rows, queries, duplicates = [], set(), 0
     for pair in pairs:
-        row = pair_to_row(pair, schema_row, label)
-        key = normalize_query(row["query"])
+        query, language = _clean_text(pair)
+        key = normalize_query(query)
         if key in queries:
             duplicates += 1
             continue
         queries.add(key)
-        if row["id"] not in have:
-            rows.append(row)
-    return rows[:missing], duplicates, len(pairs)
+        if row_id(schema_row["id"], language, query) in have:
+            continue  # written by an earlier run (a deterministic teacher regenerates it): nothing to do
+        if key in have_queries:
+            duplicates += 1  # an LLM repeating a request an earlier run already wrote
+            continue
+        rows.append(pair_to_row(pair, schema_row, label))
+        if len(rows) == missing:
+            break
+    return rows, duplicates, len(pairs)
 
 
 def dataset_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -310,9 +327,14 @@ def generate_dataset(*, teacher: Teacher, schemas_path: str | Path, specs_path: 
     specs = {row.get("id"): row for row in read_jsonl(specs_path, missing_ok=True)}
     work = Path(checkpoint_path or out)
     previous = read_jsonl(work, missing_ok=True) if resume else []
-    existing: dict[str, set[str]] = {}
+    existing: dict[str, dict[str, str]] = {}
     for row in previous:
-        existing.setdefault(row.get("schema_id"), set()).add(row.get("id"))
+        existing.setdefault(row.get("schema_id"), {})[row.get("id")] = normalize_query(str(row.get("query", "")))
+    known = {row["id"] for row in schemas}
+    strays = sum(len(ids) for schema_id, ids in existing.items() if schema_id not in known)
+    if strays:
+        print(f"warning: {work} holds {strays} rows of schemas that {schemas_path} does not have (an earlier run "
+              f"with other settings?); they are kept: use --no-resume to start over", file=sys.stderr)
     bar = tqdm(total=len(schemas) * samples_per_schema, initial=min(len(previous), len(schemas) * samples_per_schema),
                unit="row", desc="dataset", disable=None)
     writer = _DatasetWriter(work, fresh=not resume, every=checkpoint_every, bar=bar)

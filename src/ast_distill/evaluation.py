@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import dsl, student
 from .canonical import canonical, exact_match, semantic_match
 from .config import Config
@@ -321,6 +323,7 @@ async def _generate_and_score(settings: EvalSettings, generator: StudentGenerato
         for schema_id in sorted({row["schema_id"] for row in todo}):
             generator.grammars.compiled(schemas[schema_id])  # compile up front: errors before any generation
     calls = {"generated": 0, "judged": 0}
+    torch.manual_seed(settings.sample_seed)  # sampling (temperature > 0) repeats for a seed
     batches = generator.generate_all(prompt_texts, constraints, batch_size=settings.batch_size,
                                      max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                      top_p=settings.top_p, desc="evaluating")
@@ -389,6 +392,7 @@ def _run_todo(settings: EvalSettings, meta: dict[str, Any], generator: StudentGe
     every = max(1, settings.checkpoint_every)
     with JsonlAppender(settings.eval_results) as out:
         pending = 0
+        _write_checkpoint(settings, meta, already, total)  # says what made the results before any is written
 
         def save() -> None:
             out.flush()

@@ -5,7 +5,10 @@ constrained and free decoding compare fairly; the constrained path only adds a l
 at each step and for each row, the tokens its schema's grammar cannot take next.
 
 The grammar is compiled from the schema with minified separators and no free whitespace, because the student
-is trained to write ``render_ast`` output (minified JSON, keys in the schema's declared order). Free strings
+is trained to write ``render_ast`` output: minified JSON with render_ast's fixed key order. xgrammar writes an
+object's properties in the order the schema declares them, so the schema handed to it has every
+``properties`` reordered that way (the template declares aggregate's ``function`` before ``field``; render_ast
+writes ``field`` first). Free strings
 are bounded by the schema's maxLength and the whole output by ``max_new_tokens``, so decoding cannot loop;
 a row that reaches ``max_new_tokens`` before writing a stop token is reported ``truncated``.
 
@@ -16,6 +19,7 @@ them: a newline inside a string is written as an escape).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ import xgrammar as xgr
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from .canonical import ordered_keys
 from .errors import UserError
 
 
@@ -46,13 +51,29 @@ def model_vocab_size(model: Any) -> int:
     return int(model.config.get_text_config().vocab_size)
 
 
+_CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
+
+
+def in_render_order(schema: Any) -> Any:
+    """A copy of a JSON Schema whose every ``properties`` lists its keys in render_ast's order."""
+    if isinstance(schema, list):
+        return [in_render_order(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: in_render_order(value) for key, value in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        props = out["properties"]
+        out["properties"] = {key: props[key] for key in ordered_keys(props)}
+    return out
+
+
 def _json_safe_mask(info: xgr.TokenizerInfo, vocab_size: int) -> torch.Tensor:
     """One bitmask row (xgrammar layout: bit j%32 of word j//32) allowing every token except those whose
     text holds a control byte; stop tokens stay allowed."""
     allowed = torch.ones(vocab_size, dtype=torch.bool)
     stops = set(info.stop_token_ids)
     for token_id, text in enumerate(info.decoded_vocab[:vocab_size]):
-        if token_id not in stops and any(byte < 0x20 for byte in text):
+        if token_id not in stops and _CONTROL_BYTE.search(text):
             allowed[token_id] = False
     words = xgr.get_bitmask_shape(1, vocab_size)[1]
     bits = torch.zeros(words * 32, dtype=torch.int64)
@@ -73,12 +94,12 @@ class GrammarCache:
         self.json_safe_mask = _json_safe_mask(self.info, vocab_size)
 
     def compiled(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
-        # Keys keep their declared order: the grammar writes properties in that order.
-        key = json.dumps(schema, ensure_ascii=False)
+        key = json.dumps(schema, ensure_ascii=False, sort_keys=True)
         if key not in self._compiled:
             try:
                 self._compiled[key] = self.compiler.compile_json_schema(
-                    key, any_whitespace=False, separators=(",", ":"))
+                    json.dumps(in_render_order(schema), ensure_ascii=False), any_whitespace=False,
+                    separators=(",", ":"))
             except (RuntimeError, ValueError) as exc:
                 title = schema.get("title", "(untitled)") if isinstance(schema, dict) else "(not an object)"
                 first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -19,6 +19,9 @@ from typing import Any
 
 from .errors import UserError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def stable_id(*parts: Any) -> str:
     """A 16-hex-digit id from the JSON of its parts (key order independent)."""
@@ -133,6 +136,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs should read like any other file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import UserError
 from .jsonl import JsonlAppender, read_jsonl, write_json_atomic, write_jsonl_atomic
-from .provenance import git_commit as _git_commit  # noqa: F401  (alignment.py imports it from here)
+from .provenance import git_commit as _git_commit  # alignment.py imports it from here
 from .provenance import library_versions
 
 # Every key of the config's training section (config/defaults.json), in the order the script shows them.
@@ -51,7 +51,7 @@ EVAL_SPLITS = ("val",)
 FINAL_DIR = "checkpoint-final"
 METRICS_FILE = "training_metrics.jsonl"
 RUN_CONFIG_FILE = "run_config.json"
-SAMPLE_MAX_NEW_TOKENS = 512  # cap for the sample generations logged at each eval
+SAMPLE_MAX_NEW_TOKENS = 512  # cap for the sample generations logged at each eval (else gold length + 24)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def padding_share(lengths: list[int], batch_size: int, bucketed: bool, *, grad_a
 def _unsloth_importable() -> bool:
     try:
         import unsloth  # noqa: F401  (raises at import on a machine with no GPU)
-    except Exception:  # ImportError, or unsloth's own error when it finds no accelerator
+    except Exception:  # noqa: BLE001  ImportError, or unsloth's own error when it finds no accelerator
         return False
     return True
 
@@ -371,7 +371,7 @@ def generate_samples(model: Any, tokenizer: Any, rows: list[dict[str, Any]],
             inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
             gold = len(tokenizer(row["completion"][0]["content"], add_special_tokens=False)["input_ids"])
             with torch.no_grad():
-                out = model.generate(**inputs, do_sample=False, max_new_tokens=min(SAMPLE_MAX_NEW_TOKENS, 2 * gold + 16),
+                out = model.generate(**inputs, do_sample=False, max_new_tokens=min(SAMPLE_MAX_NEW_TOKENS, gold + 24),
                                      eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
             output = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
             try:

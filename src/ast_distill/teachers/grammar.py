@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import canonical, dsl
 from ..config import REPO_ROOT
+from ..dataset import normalize_query
 from ..errors import UserError
 from .base import GeneratedPair, Teacher, Verdict
 
@@ -602,23 +603,24 @@ class Realizer:
         return f"{self.pick(('dont', 'où'))} {label} {pred}"
 
     # -- conditions ----------------------------------------------------------------------------------------
-    def cond(self, node: Cond) -> str:
+    def cond(self, node: Cond, nested: bool = False) -> str:
         if isinstance(node, Leaf):
             return self.leaf(node)
         kind, body = node
         if kind == "not":
             return self.negation(self.cond(body))
-        parts = [self.cond(child) for child in body]
         if kind == "and":
-            nested_or = [isinstance(c, tuple) and c[0] == "or" for c in body]
+            parts = [self.cond(child, nested=True) for child in body]
             if self.style == "terse":
-                parts = [f"({p})" if nested else p for p, nested in zip(parts, nested_or)]
+                parts = [f"({p})" if isinstance(c, tuple) and c[0] == "or" else p for p, c in zip(parts, body)]
                 sep = self.pick((", ", " and ", " & ") if self.lang == "en" else (", ", " et "))
                 return sep.join(parts)
             return _join(parts, "and" if self.lang == "en" else "et")
+        parts = [self.cond(child, nested=True) for child in body]
         if self.style == "terse":
             return self.pick((" or ", " | ") if self.lang == "en" else (" ou ", " | ")).join(parts)
-        if len(parts) == 2 and self.rng.random() < 0.4:
+        # An "or" inside an "and" must say where it starts ("A and either B or C"), or it reads as (A and B) or C.
+        if len(parts) == 2 and (nested or self.rng.random() < 0.4):
             return (f"either {parts[0]} or {parts[1]}" if self.lang == "en"
                     else f"soit {parts[0]}, soit {parts[1]}")
         return _join(parts, "or" if self.lang == "en" else "ou")
@@ -780,7 +782,13 @@ class Realizer:
         if plan.select:
             parts.append(self.pick(("[{s}]", "fields {s}", "select {s}") if self.lang == "en"
                                    else ("[{s}]", "champs {s}", "colonnes {s}")).format(s=self.field_list(plan.select)))
-        text = " ".join(parts) + self.cond_suffix(plan.cond) + self.sort_suffix(plan.sort)
+        conds = ""
+        if plan.cond is not None:
+            # After a field list the condition needs a visible separator ("[price, city] where ...").
+            lead = self.pick((": ", " where ", "; ") if self.lang == "en" else (" : ", " où ", " ; ")) \
+                if plan.select else self.pick((" ", ": ", " where ") if self.lang == "en" else (" ", " : ", " où "))
+            conds = lead + self.cond(plan.cond)
+        text = " ".join(parts) + conds + self.sort_suffix(plan.sort)
         if plan.limit is not None:
             text += self.limit_suffix(plan.limit)
         return text
@@ -1204,7 +1212,7 @@ class GrammarTeacher(Teacher):
             if len(queries) >= count:
                 break
             text = Realizer(rng, LANGUAGES[i % 2], _entity(body)).request(sampler.plan())
-            if text not in queries:
+            if normalize_query(text) not in {normalize_query(q) for q in queries}:
                 queries.append(text)
         return queries
 
@@ -1239,8 +1247,9 @@ class GrammarTeacher(Teacher):
                 else:
                     plan = sampler.plan()
                     query, ast = Realizer(rng, lang, entity).request(plan), plan_ast(plan)
-                if query not in seen:
-                    seen.add(query)
+                key = normalize_query(query)  # the stage drops requests equal up to case and punctuation
+                if key not in seen:
+                    seen.add(key)
                     pairs.append(GeneratedPair(query=query, language=lang, ast=ast, kind=kind))
                     break
         return pairs
@@ -1255,23 +1264,5 @@ class GrammarTeacher(Teacher):
         return Verdict(accept=accept, canonical_ast=gold_ast, reason=reason)
 
 
-def realize_values_check(ast: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(field, value) for every comparison in an AST: what a request must let the reader recover."""
-    found: list[tuple[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "field" in node and "op" in node:
-                found.append((node["field"], node.get("value")))
-            for key in ("and", "or"):
-                for child in node.get(key, []) or []:
-                    walk(child)
-            if "not" in node:
-                walk(node["not"])
-
-    walk(ast.get("filter"))
-    return found
-
-
 __all__ = ["GrammarTeacher", "Realizer", "PlanSampler", "Lex", "Leaf", "Plan", "schema_lexicon", "plan_ast",
-           "lex_from_spec_field", "date_text", "enum_text", "number_text", "realize_values_check"]
+           "lex_from_spec_field", "date_text", "enum_text", "number_text"]
