@@ -38,7 +38,7 @@ def test_generate_pairs_uses_json_schema_response_format_and_validates(fake_olla
     (request,) = fake_ollama.chat_requests
     assert request.path == "/v1/chat/completions" and request.model == MODEL
     assert request.body["response_format"]["type"] == "json_schema"
-    assert request.schema["properties"]["pairs"]["items"]["properties"]["ast"]["oneOf"]
+    assert request.schema["properties"]["pairs"]["items"]["properties"]["ast"]["anyOf"]
     assert request.body["seed"] == 3 and request.body["temperature"] == 0.5
 
 

@@ -11,8 +11,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+# The property order of data/base_schema_template.json: constrained decoding (xgrammar) emits properties
+# in schema order, so the completions the student learns must use the same order.
 KEY_ORDER = ("type", "filter", "select", "aggregate", "group_by", "sort", "limit", "and", "or", "not",
-             "field", "op", "value", "function", "order", "reason", "suggestion")
+             "function", "field", "op", "value", "order", "reason", "suggestion")
 _RANK = {key: i for i, key in enumerate(KEY_ORDER)}
 RANGE_OPERATORS = frozenset({"between"})  # used when no schema says which aliases take [low, high]
 

@@ -36,6 +36,7 @@ class Operator:
     types: tuple[str, ...]
     description: str
     synonyms: tuple[str, ...]
+    symbol: str = ""  # the short form compact prompts show (">=", "in list", ...)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class FieldInfo:
     maximum: float | None = None
     ops: dict[str, str] = field(default_factory=dict)  # alias -> value shape
     op_meanings: dict[str, str] = field(default_factory=dict)  # alias -> meaning
+    op_symbols: dict[str, str] = field(default_factory=dict)  # alias -> short form, "" when unknown
 
 
 def load_catalog(path: str | Path) -> list[Operator]:
@@ -61,7 +63,8 @@ def load_catalog(path: str | Path) -> list[Operator]:
         where = f"{path}: operators[{i}]"
         try:
             op = Operator(name=raw["name"], value=raw["value"], types=tuple(raw["types"]),
-                          description=raw["description"], synonyms=tuple(raw["synonyms"]))
+                          description=raw["description"], synonyms=tuple(raw["synonyms"]),
+                          symbol=str(raw.get("symbol", "")))
         except (KeyError, TypeError):
             raise UserError(f"{where}: needs name, value, types, description, synonyms") from None
         if op.value not in VALUE_SHAPES or not set(op.types) <= set(FIELD_TYPES) or not op.synonyms:
@@ -159,6 +162,19 @@ def _value_schema(f: dict[str, Any], shape: str) -> dict[str, Any]:
     return {"type": "array", "items": scalar, "minItems": 1, "maxItems": LIST_MAX_ITEMS}
 
 
+def _meaning(op: Operator) -> str:
+    """How a schema states an operator: "[symbol] description" (the symbol is optional)."""
+    return f"[{op.symbol}] {op.description}" if op.symbol else op.description
+
+
+def _split_meaning(text: str) -> tuple[str, str]:
+    """(symbol, description) of a stated operator meaning."""
+    if text.startswith("[") and "] " in text:
+        symbol, _, rest = text[1:].partition("] ")
+        return symbol, rest
+    return "", text
+
+
 def _field_line(f: dict[str, Any]) -> str:
     return f"{f['name']} ({f['type']}): {f.get('description', '')}".strip()
 
@@ -181,14 +197,14 @@ def build_schema(template: dict[str, Any], domain: str, description: str, fields
                 "properties": {
                     "field": {"const": f["name"]},
                     "op": {"enum": [a for a, _ in ops],
-                           "description": " | ".join(f"{a}: {op.description}" for a, op in ops)},
+                           "description": " | ".join(f"{a}: {_meaning(op)}" for a, op in ops)},
                     "value": _value_schema(f, shape),
                 },
                 "required": ["field", "op", "value"],
                 "additionalProperties": False,
             })
     schema = copy.deepcopy(template)
-    op_lines = "; ".join(f"{alias} = {by_name[name].description}" for name, alias in operators.items())
+    op_lines = "; ".join(f"{alias} = {_meaning(by_name[name])}" for name, alias in operators.items())
     schema["title"] = f"{domain} query DSL"
     schema["description"] = (f"{description} Fields: " + "; ".join(_field_line(f) for f in fields)
                              + f". Operators: {op_lines}.")
@@ -235,7 +251,7 @@ def schema_fields(schema: dict[str, Any]) -> list[FieldInfo] | None:
                         if ": " in part)
         for alias in aliases:
             info.ops[alias] = shape
-            info.op_meanings[alias] = meanings.get(alias, "")
+            info.op_symbols[alias], info.op_meanings[alias] = _split_meaning(meanings.get(alias, ""))
     return list(infos.values())
 
 

@@ -24,30 +24,38 @@ SYSTEM_TEXT = (
 Messages = list[dict[str, str]]
 
 
+def _says_more_than_name(f: Any) -> bool:
+    return bool(f.description) and f.description.lower() != f.name.replace("_", " ").lower()
+
+
 def _compact_field(f: Any) -> str:
-    kind = f.type
-    if f.values is not None:
-        kind = "enum[" + "|".join(str(v) for v in f.values) + "]"
-    ops = ",".join(f.ops)
-    text = f"{f.name}:{kind} ops={ops}"
-    return f"{text} # {f.description}" if f.description else text
+    kind = "enum[" + "|".join(str(v) for v in f.values) + "]" if f.values is not None else f.type
+    return f"{f.name}:{kind} ({f.description})" if _says_more_than_name(f) else f"{f.name}:{kind}"
+
+
+def _compact_operator(alias: str, symbol: str, meaning: str) -> str:
+    return f"{alias}({symbol})" if symbol else f"{alias}({meaning})"
 
 
 def render_schema_compact(schema: dict[str, Any]) -> str | None:
-    """Compact text for a schema built by this project; None when the schema has another shape."""
+    """Compact text for a schema built by this project; None when the schema has another shape.
+
+    One line per field (name, type or enum values, description when it says more than the name) and one
+    line of operators with their short meaning. Which operator suits which field type is the catalog's
+    fixed rule (comparisons on numbers and dates, substring tests on text), learnt from the data and
+    enforced by constrained decoding, so it is not repeated per field.
+    """
     fields = schema_fields(schema)
     if fields is None:
         return None
-    meanings: dict[str, str] = {}
+    operators: dict[str, str] = {}
     for f in fields:
-        meanings.update(f.op_meanings)
-    lines = [schema.get("title", "DSL"), "fields:"]
+        for alias in f.ops:
+            operators.setdefault(alias, _compact_operator(alias, f.op_symbols.get(alias, ""),
+                                                          f.op_meanings.get(alias, "")))
+    lines = [schema.get("title", "DSL")]
     lines += [_compact_field(f) for f in fields]
-    lines.append("operators:")
-    lines += [f"{alias}: {meaning}" for alias, meaning in meanings.items()]
-    lines.append('query keys: type="query", filter{field,op,value}|{and:[..]}|{or:[..]}|{not:..}, '
-                 "select[field], aggregate{function:count|sum|avg|min|max,field}, group_by[field], "
-                 "sort[{field,order:asc|desc}], limit")
+    lines.append("ops: " + " ".join(operators.values()))
     return "\n".join(lines)
 
 
