@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate the base model the LoRA adapter was trained from, with no adapter "
                              "(not available for the scratch student, which has no base)")
     parser.add_argument("--dataset", help="rows to evaluate, d_05 or d_04 shaped JSONL (default: evaluation.dataset)")
-    parser.add_argument("--schemas", dest="final_schemas",
+    parser.add_argument("--schemas", dest="final_schemas", metavar="FILE",
                         help="d_02 schemas file the dataset refers to (default: evaluation.final_schemas)")
     parser.add_argument("--split", choices=SPLITS, help="evaluate only rows of this split (default: every row)")
     parser.add_argument("--max-samples", type=int,
@@ -108,6 +108,8 @@ def settings_from(args: argparse.Namespace, config: dict) -> EvalSettings:
     # The judge defaults to the teacher that wrote the data when nothing names one for evaluation.
     teacher_model = (resolve_teacher_model(args.teacher_model, config["evaluation"]["teacher_model"])
                      or config["dataset_generation"]["teacher_model"])
+    if config["teacher"]["backend"] == "grammar":
+        teacher_model = None  # the built-in teacher has no model
     return EvalSettings(**values, out_dir=out_dir, eval_results=eval_results, checkpoint_path=checkpoint,
                         split=args.split, baseline=args.baseline, teacher_model=teacher_model, device=args.device)
 

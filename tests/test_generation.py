@@ -44,7 +44,7 @@ def test_minified_target_completions_are_accepted_token_by_token(generator: Stud
 
 def test_every_query_key_is_accepted_in_the_order_render_ast_writes_it(generator: StudentGenerator,
                                                                       schema: dict) -> None:
-    # The template declares aggregate's "function" before "field"; render_ast writes "field" first.
+    # Every key the DSL has, nested, in the order render_ast writes it.
     ast = {"type": "query",
            "filter": {"or": [{"not": {"field": "price", "op": "above", "value": 2.5}},
                              {"and": [{"field": "category", "op": "one_of", "value": ["toy", "book"]},
@@ -132,6 +132,17 @@ def test_each_schema_is_compiled_once(generator: StudentGenerator, schema: dict)
     cache = GrammarCache(generator.tokenizer, vocab_size=generator.vocab_size,
                          stop_token_ids=generator.stop_token_ids)
     assert cache.compiled(schema) is cache.compiled(json.loads(json.dumps(schema)))
+
+
+def test_a_schema_declaring_properties_in_another_order_still_gets_the_trained_order(
+        generator: StudentGenerator, schema: dict) -> None:
+    shuffled = json.loads(json.dumps(schema))
+    props = shuffled["$defs"]["Query"]["properties"]
+    shuffled["$defs"]["Query"]["properties"] = dict(reversed(list(props.items())))
+    matcher = generator.grammars.matcher(shuffled)
+    text = render_ast({"type": "query", "select": ["name"], "limit": 2})
+    ids = generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert all(matcher.accept_token(t) for t in ids) and matcher.accept_token(generator.stop_token_ids[0])
 
 
 def test_a_schema_xgrammar_cannot_compile_is_a_user_error(generator: StudentGenerator) -> None:

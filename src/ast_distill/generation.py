@@ -7,8 +7,8 @@ at each step and for each row, the tokens its schema's grammar cannot take next.
 The grammar is compiled from the schema with minified separators and no free whitespace, because the student
 is trained to write ``render_ast`` output: minified JSON with render_ast's fixed key order. xgrammar writes an
 object's properties in the order the schema declares them, so the schema handed to it has every
-``properties`` reordered that way (the template declares aggregate's ``function`` before ``field``; render_ast
-writes ``field`` first). Free strings
+``properties`` reordered that way: the grammar then matches the training completions even for a schema
+written by hand in another order. Free strings
 are bounded by the schema's maxLength and the whole output by ``max_new_tokens``, so decoding cannot loop;
 a row that reaches ``max_new_tokens`` before writing a stop token is reported ``truncated``.
 
