@@ -30,7 +30,7 @@ done
 [ -f "$CONFIG" ] || { echo "error: runAll.sh: config file '$CONFIG' does not exist" >&2; exit 2; }
 
 ensure_env
-LOG_DIR="outputs/logs"; mkdir -p "$LOG_DIR"
+LOG_DIR="${RUNALL_LOG_DIR:-outputs/logs}"; mkdir -p "$LOG_DIR"  # RUNALL_LOG_DIR: tests keep logs out of outputs/
 START=$(date +%s)
 
 # Runs one stage with its output both on screen and in outputs/logs/<name>.log; names the stage on failure.

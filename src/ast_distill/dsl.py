@@ -20,6 +20,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 
 from .errors import UserError
+from .jsonl import read_json
 
 FIELD_TYPES = ("string", "enum", "integer", "number", "date", "boolean")
 VALUE_SHAPES = ("scalar", "list", "range")
@@ -54,7 +55,7 @@ class FieldInfo:
 
 
 def load_catalog(path: str | Path) -> list[Operator]:
-    data = _read_json(path)
+    data = read_json(path)
     ops = data.get("operators") if isinstance(data, dict) else None
     if not isinstance(ops, list) or not ops:
         raise UserError(f"{path}: expected {{\"operators\": [...]}} with at least one operator")
@@ -76,16 +77,6 @@ def load_catalog(path: str | Path) -> list[Operator]:
     return catalog
 
 
-def _read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-
-
 def check_json_schema(schema: Any, where: str) -> None:
     """A one-line UserError unless `schema` is a valid JSON Schema (draft 2020-12)."""
     if not isinstance(schema, dict):
@@ -98,7 +89,7 @@ def check_json_schema(schema: Any, where: str) -> None:
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
-    template = _read_json(path)
+    template = read_json(path)
     placeholders = {"__FIELD__", "__COMPARE__"}
     defs = template.get("$defs", {}) if isinstance(template, dict) else {}
     if not placeholders <= set(map(str, defs.values())):

@@ -1,0 +1,86 @@
+"""runAll.sh end to end on a tiny offline config: every stage runs, resumes, and fails loudly."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ast_distill.config import REPO_ROOT
+
+
+def _tiny_config(tmp: Path) -> Path:
+    out = tmp / "out"
+    config = json.loads((REPO_ROOT / "config" / "offline.json").read_text())
+    config["dataset_generation"].update({
+        "max_domains": 6, "schemas_per_domain": 1, "samples_per_schema": 24, "heldout_schema_fraction": 0.2,
+        "val_fraction": 0.1, "pref_fraction": 0.25, "test_fraction": 0.15,
+        "schema_specs_out": f"{out}/d_01.jsonl", "final_schemas_out": f"{out}/d_02.jsonl",
+        "dataset_out": f"{out}/d_03.jsonl", "training_corpus_out": f"{out}/d_04.jsonl",
+        "test_set_out": f"{out}/d_05.jsonl", "pretty_dir": f"{out}/pretty"})
+    config["training"].update({
+        "training_corpus": f"{out}/d_04.jsonl", "output_dir": f"{out}/sft", "max_steps": 6, "warmup_steps": 1,
+        "batch_size": 8, "eval_steps": 3, "save_steps": 3, "logging_steps": 1, "sample_generations": 1,
+        "scratch_hidden_size": 32, "scratch_num_layers": 2, "scratch_num_heads": 2, "scratch_num_kv_heads": 1,
+        "scratch_head_dim": 16, "scratch_intermediate_size": 64, "scratch_vocab_size": 400})
+    config["evaluation"].update({
+        "dataset": f"{out}/d_05.jsonl", "final_schemas": f"{out}/d_02.jsonl", "adapter": f"{out}/sft/checkpoint-final",
+        "out_dir": f"{out}/eval", "max_samples": 8, "max_new_tokens": 48, "batch_size": 8})
+    config["alignment"].update({
+        "eval_results": f"{out}/align/pref_eval/evaluation_results.jsonl",
+        "eval_summary": f"{out}/align/pref_eval/evaluation_summary.json", "pairs_out": f"{out}/align/pairs.jsonl",
+        "adapter": f"{out}/sft/checkpoint-final", "output_dir": f"{out}/dpo", "pref_max_samples": 8,
+        "max_steps": 2, "save_steps": 1, "logging_steps": 1, "warmup_steps": 0, "batch_size": 2})
+    config["reporting"]["out_dir"] = f"{out}/reports"
+    path = tmp / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _run_all(config: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, RUNALL_LOG_DIR=str(tmp / "logs"), CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(["bash", str(REPO_ROOT / "runAll.sh"), "--config", str(config), *extra],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_runall_offline_runs_every_stage_then_resumes_with_nothing_left_to_do(tmp_path: Path) -> None:
+    config = _tiny_config(tmp_path)
+    done = _run_all(config, tmp_path, "--with-training", "--with-evals", "--with-alignment")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    for name in ("d_01.jsonl", "d_02.jsonl", "d_03.jsonl", "d_04.jsonl", "d_05.jsonl"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "sft" / "checkpoint-final").is_dir()
+    summary = json.loads((out / "eval" / "evaluation_summary.json").read_text())
+    assert summary["overall"]["n"] == 8
+    assert (out / "reports" / "report.md").is_file()
+    for stage in ("dataset", "training", "evaluation", "alignment"):
+        assert (tmp_path / "logs" / f"{stage}.log").stat().st_size > 0
+    rows_before = (out / "d_03.jsonl").read_bytes()
+    again = _run_all(config, tmp_path, "--with-training", "--with-evals")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (out / "d_03.jsonl").read_bytes() == rows_before  # resumed: nothing regenerated or duplicated
+
+
+def test_runall_names_a_bad_flag_and_a_missing_config_in_one_line(tmp_path: Path) -> None:
+    bad_flag = _run_all(tmp_path / "none.json", tmp_path, "--with-everything")
+    assert bad_flag.returncode == 2 and "unknown flag '--with-everything'" in bad_flag.stderr
+    missing = _run_all(tmp_path / "none.json", tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_runall_stops_in_one_line_when_the_ollama_teacher_is_unreachable(tmp_path: Path) -> None:
+    from ast_distill.testing.fake_ollama import free_port
+
+    config = tmp_path / "ollama.json"
+    config.write_text(json.dumps({"teacher": {"backend": "ollama", "host": f"http://127.0.0.1:{free_port()}",
+                                              "timeout_s": 2.0}}))
+    done = _run_all(config, tmp_path, "--with-training")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "ollama serve" in done.stderr and "config/offline.json" in done.stderr
+    assert not (tmp_path / "logs" / "dataset.log").exists()  # no stage started
