@@ -5,6 +5,8 @@ on sys.path). Everything is built locally in well under a second; no download, n
 """
 from __future__ import annotations
 
+import torch
+
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,7 @@ def make_tiny_corpus(n: int, *, val_every: int = 5, schema_format: str = "compac
 def _save_tiny(out: Path, texts: list[str] | None) -> str:
     texts = texts if texts is not None else list(corpus_texts(make_tiny_corpus(24)))
     tokenizer = train_tokenizer(texts, TINY_VOCAB)
+    torch.manual_seed(1)  # fixed weights: tests of untrained students are deterministic (seed 1 writes varied JSON)
     model = build_scratch_model(tokenizer, **TINY_SIZES, max_position_embeddings=1024)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -11,23 +11,24 @@ from __future__ import annotations
 import io
 import json
 import math
-import platform
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import __version__
-from .config import REPO_ROOT
 from .errors import UserError
-from .jsonl import read_json, read_jsonl, write_bytes_atomic, write_json_atomic, write_text_atomic
+from .jsonl import (
+    read_json,
+    read_jsonl,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from .provenance import provenance as shared_provenance
 
 # The six "did it work?" rates, in the order a reader climbs them: parsed -> valid -> right.
 BAR_METRICS: tuple[str, ...] = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate",
@@ -851,21 +852,13 @@ def render_alignment_report(inputs: ReportInputs, loaded: LoadedInputs, plots: M
 
 # ---------------------------------------------------------------------------------------------- driver
 
-def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
 def provenance(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What made a report: settings, library versions, git commit, time."""
+    """What made a report: the shared provenance block plus the plotting library's version."""
     import matplotlib
-    return {"settings": dict(settings), "ast_distill": __version__, "matplotlib": matplotlib.__version__,
-            "python": platform.python_version(), "git_commit": _git_commit(),
-            "command": " ".join(sys.argv), "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    made = shared_provenance(dict(settings))
+    made["versions"]["matplotlib"] = matplotlib.__version__
+    return made
 
 
 def draw_plots(loaded: LoadedInputs, out_dir: Path) -> dict[str, Path | None]:
