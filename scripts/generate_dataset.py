@@ -30,15 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="config/defaults.json",
                         help="config JSON overlaid on config/defaults.json (default: %(default)s)")
     # --- teacher
-    parser.add_argument("--teacher-model", default=None,
-                        help="LLM teacher model id (default: dataset_generation.teacher_model, then LLM_MODEL, "
-                             "then .llmrc); ignored by the built-in teacher")
-    parser.add_argument("--teacher-retries", type=int, default=None,
-                        help="extra tries for a failed teacher call (-1 = forever; "
-                             "default: dataset_generation.teacher_retries)")
-    parser.add_argument("--teacher-retry-wait", type=float, default=None,
-                        help="seconds before the first retry, doubling after each "
-                             "(default: dataset_generation.teacher_retry_wait)")
+    cli.add_teacher_flags(parser, SECTION)
     parser.add_argument("--concurrency", type=int, default=None,
                         help="schemas in flight at once (default: teacher.concurrency)")
     # --- inputs and sizes

@@ -29,17 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="config/defaults.json",
                         help="config JSON overlaid on config/defaults.json (default: %(default)s)")
     # --- teacher
-    parser.add_argument("--teacher-model", default=None,
-                        help="LLM teacher model id (default: dataset_generation.teacher_model, then LLM_MODEL, "
-                             "then .llmrc); ignored by the built-in teacher")
+    cli.add_teacher_flags(parser, SECTION)
     parser.add_argument("--offline-fallback", action="store_true",
                         help="use the built-in grammar teacher whatever teacher.backend says (no LLM, no network)")
-    parser.add_argument("--teacher-retries", type=int, default=None,
-                        help="extra tries for a failed call or a spec that does not validate (-1 = forever; "
-                             "default: dataset_generation.teacher_retries)")
-    parser.add_argument("--teacher-retry-wait", type=float, default=None,
-                        help="seconds before the first retry of a failed call, doubling after each "
-                             "(default: dataset_generation.teacher_retry_wait)")
     # --- what to generate
     parser.add_argument("--prompts", dest="prompts_path", default=None,
                         help="domain prompts JSONL (default: dataset_generation.prompts_path)")

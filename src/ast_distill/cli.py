@@ -38,3 +38,16 @@ def print_outputs(stage: str, outputs: Mapping[str, Any]) -> None:
     print(f"== {stage}: wrote")
     for key, value in outputs.items():
         print(f"  {key}: {value}")
+
+
+def add_teacher_flags(parser: argparse.ArgumentParser, section: str) -> None:
+    """--teacher-model, --teacher-retries, --teacher-retry-wait, defaulting from `section` of the config."""
+    parser.add_argument("--teacher-model", default=None,
+                        help=f"LLM teacher model id (default: {section}.teacher_model, then LLM_MODEL, then "
+                             ".llmrc); ignored by the built-in teacher")
+    parser.add_argument("--teacher-retries", type=int, default=None,
+                        help=f"extra tries for a failed teacher call or a reply that does not validate "
+                             f"(-1 = forever; default: {section}.teacher_retries)")
+    parser.add_argument("--teacher-retry-wait", type=float, default=None,
+                        help=f"seconds before the first retry, doubling after each "
+                             f"(default: {section}.teacher_retry_wait)")
