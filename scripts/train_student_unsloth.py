@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-max-samples", dest="eval_max_samples", type=int, help="cap on eval rows")
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int,
                    help="tokens per prompt+completion; longer rows are dropped and counted")
+    p.add_argument("--requests-per-sequence", dest="requests_per_sequence", type=int,
+                   help="chain up to N train requests of one schema into one conversation (the schema is read "
+                        "once for N answers); 1 = one request per sequence")
     p.add_argument("--group-by-length", dest="group_by_length", action=BOOL,
                    help="draw batches of similar lengths so padding stays small")
 
@@ -96,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch-head-dim", dest="scratch_head_dim", type=int, help="width of one head")
     p.add_argument("--scratch-intermediate-size", dest="scratch_intermediate_size", type=int, help="MLP width")
     p.add_argument("--scratch-vocab-size", dest="scratch_vocab_size", type=int, help="BPE vocabulary size (tokens)")
+    p.add_argument("--scratch-rope-theta", dest="scratch_rope_theta", type=int,
+                   help="rotary position base of every layer (Gemma 3's global layers use 1000000)")
     return p
 
 

@@ -73,9 +73,27 @@ def test_scratch_model_is_a_tied_gemma3_sized_to_the_tokenizer(tokenizer):
 
 def test_scratch_config_reads_the_training_scratch_keys():
     cfg = {"scratch_hidden_size": 192, "scratch_num_layers": 4, "scratch_num_heads": 4, "scratch_num_kv_heads": 2,
-           "scratch_head_dim": 48, "scratch_intermediate_size": 768, "scratch_vocab_size": 2048}
+           "scratch_head_dim": 48, "scratch_intermediate_size": 768, "scratch_vocab_size": 2048,
+           "scratch_rope_theta": 10000}
     assert scratch_config_from(cfg) == {"hidden_size": 192, "num_layers": 4, "num_heads": 4, "num_kv_heads": 2,
-                                        "head_dim": 48, "intermediate_size": 768}
+                                        "head_dim": 48, "intermediate_size": 768, "rope_theta": 10000}
+
+
+def test_scratch_model_rotates_every_layer_with_the_configured_rope_base(tokenizer):
+    model = build_scratch_model(tokenizer, **dict(TINY_SIZES, rope_theta=5000))
+    assert {p["rope_theta"] for p in model.config.rope_parameters.values()} == {5000.0}
+
+
+def test_chat_template_marks_every_answer_and_its_stop_token_for_assistant_only_loss(tokenizer):
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Schema: q1"},
+                {"role": "assistant", "content": "{}"}, {"role": "user", "content": "Request: q2"},
+                {"role": "assistant", "content": "[]"}]
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    marked = tokenizer.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m])
+    assert marked == "{}" + END_OF_TURN + "[]" + END_OF_TURN
+    # the markers add no text: a one-turn prompt renders as Gemma 3's template does
+    assert tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True) == (
+        "<bos><start_of_turn>user\nS\n\nSchema: q1<end_of_turn>\n<start_of_turn>model\n")
 
 
 def test_saved_tiny_student_loads_with_its_chat_template_and_generates(tmp_path):

@@ -1,6 +1,7 @@
 """The SFT stage: masking, learning, resume, over-long rows, honest splits, checkpoints that load anywhere."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -66,8 +67,8 @@ def _quiet(*_args) -> None:
 def test_collated_batch_masks_the_prompt_and_supervises_completion_and_stop_token(tmp_path):
     cfg = tiny_cfg(tmp_path, group_by_length=False)
     prep = prepare(cfg, read_jsonl(cfg["training_corpus"]))
-    trainer = build_trainer(cfg, prep.setup, prep.train_rows[:4], [], str(tmp_path / "out"), bf16=False,
-                            device="cpu")
+    prep = dataclasses.replace(prep, train_rows=prep.train_rows[:4], val_rows=[], bf16=False, device="cpu")
+    trainer = build_trainer(cfg, prep.setup, prep, str(tmp_path / "out"))
     batch = next(iter(trainer.get_train_dataloader()))
     tok = prep.setup.tokenizer
     end_of_turn = tok.convert_tokens_to_ids(END_OF_TURN)
@@ -84,6 +85,48 @@ def test_collated_batch_masks_the_prompt_and_supervises_completion_and_stop_toke
         assert text.endswith(END_OF_TURN + "\n")
         assert text[:-len(END_OF_TURN) - 1] in completions
         assert end_of_turn in ids[supervised].tolist()
+
+
+def test_chained_requests_supervise_every_answer_and_stop_token_but_no_request(tmp_path):
+    cfg = tiny_cfg(tmp_path, group_by_length=False, requests_per_sequence=3, max_steps=4, batch_size=2)
+    prep = prepare(cfg, read_jsonl(cfg["training_corpus"]))
+    assert prep.conversations is not None and prep.passes >= 1
+    assert len(prep.conversations) * 3 >= len(prep.train_rows)  # every row in some conversation
+    trainer = build_trainer(cfg, prep.setup, dataclasses.replace(prep, val_rows=[]), str(tmp_path / "out"))
+    batch = next(iter(trainer.get_train_dataloader()))
+    tok = prep.setup.tokenizer
+    completions = {r["completion"][0]["content"] for r in prep.train_rows}
+    queries = [r["query"] for r in prep.train_rows]
+    for ids, labels in zip(batch["input_ids"], batch["labels"]):
+        supervised = (labels != -100).tolist()
+        spans, current = [], []
+        for token, keep in zip(ids.tolist(), supervised):
+            if keep:
+                current.append(token)
+            elif current:
+                spans.append(tok.decode(current))
+                current = []
+        if current:
+            spans.append(tok.decode(current))
+        text = tok.decode(ids)
+        assert len(spans) == text.count("<start_of_turn>model") >= 2  # one supervised span per answer
+        for span in spans:
+            assert span.endswith(END_OF_TURN) and span[:-len(END_OF_TURN)] in completions
+        assert text.count("Schema:") == 1 and text.count("Request: ") == len(spans)
+        assert not any(q in span for q in queries for span in spans)
+
+
+def test_chained_requests_fit_max_seq_length_and_keep_one_schema_per_conversation():
+    from ast_distill.training import chain_requests
+
+    rows = [{"schema_id": f"s{i % 2}", "query": f"q{i}", "prompt": [{"role": "user", "content": f"S{i % 2} q{i}"}],
+             "completion": [{"role": "assistant", "content": f"a{i}"}]} for i in range(20)]
+    conversations, lengths = chain_requests(rows, [10] * 20, [4] * 20, per_sequence=5, max_seq_length=22,
+                                            passes=2, seed=0)
+    assert max(lengths) <= 22 and sum(len(c) for c in conversations) == 2 * 20 * 2
+    for messages in conversations:
+        assert len({m["content"][1] for m in messages if m["content"].startswith("S")}) == 1  # one opening turn
+        assert len({int(m["content"][1:]) % 2 for m in messages if m["role"] == "assistant"}) == 1  # one schema
 
 
 def test_training_moves_weights_lowers_loss_and_writes_a_plain_transformers_checkpoint(tmp_path):

@@ -21,6 +21,8 @@ SYSTEM_TEXT = (
     '{"type":"refusal","reason":"...","suggestion":"..."}.'
 )
 
+REQUEST_PREFIX = "Request: "
+
 Messages = list[dict[str, str]]
 
 
@@ -71,8 +73,13 @@ def render_schema(schema: dict[str, Any], schema_format: str) -> str:
 
 def build_prompt(schema: dict[str, Any], query: str, schema_format: str = "compact") -> Messages:
     """Chat messages for one request: instructions, the schema, the query."""
-    user = f"Schema:\n{render_schema(schema, schema_format)}\n\nRequest: {query.strip()}"
+    user = f"Schema:\n{render_schema(schema, schema_format)}\n\n{REQUEST_PREFIX}{query.strip()}"
     return [{"role": "system", "content": SYSTEM_TEXT}, {"role": "user", "content": user}]
+
+
+def build_follow_up(query: str) -> dict[str, str]:
+    """A later user turn of a conversation about the same schema: the request alone (training.requests_per_sequence)."""
+    return {"role": "user", "content": f"{REQUEST_PREFIX}{query.strip()}"}
 
 
 def build_completion(ast: Any) -> Messages:

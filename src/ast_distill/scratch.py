@@ -19,6 +19,8 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, START_OF_TURN, END_OF_TURN]
 
 # Gemma 3's turn format: the model's role is "model", a system message is prepended to the first user turn,
 # and add_generation_prompt opens the model's turn. Message contents are trimmed as Gemma's template does.
+# The {% generation %} markers (no text of their own) tell TRL's assistant_only_loss which tokens are the
+# model's: its content and the <end_of_turn> it stops on, in every turn of a multi-request conversation.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{%- if messages[0]['role'] == 'system' -%}"
@@ -29,9 +31,14 @@ CHAT_TEMPLATE = (
     "{%- set loop_messages = messages -%}"
     "{%- endif -%}"
     "{%- for message in loop_messages -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') "
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<start_of_turn>model\n' }}"
+    "{% generation %}{{ message['content'] | trim + '<end_of_turn>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + message['role'] + '\n' + (first_user_prefix if loop.first else '') "
     "+ message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
 )
@@ -44,6 +51,7 @@ _SCRATCH_KEYS = {
     "scratch_num_kv_heads": "num_kv_heads",
     "scratch_head_dim": "head_dim",
     "scratch_intermediate_size": "intermediate_size",
+    "scratch_rope_theta": "rope_theta",
 }
 
 
@@ -81,7 +89,7 @@ def corpus_texts(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
 
 
 def build_scratch_model(tokenizer: PreTrainedTokenizerFast, *, hidden_size: int, num_layers: int, num_heads: int,
-                        num_kv_heads: int, head_dim: int, intermediate_size: int,
+                        num_kv_heads: int, head_dim: int, intermediate_size: int, rope_theta: int = 10_000,
                         max_position_embeddings: int = 2048) -> Gemma3ForCausalLM:
     """A text-only Gemma 3 with random weights and tied embeddings, sized for the given tokenizer."""
     # As in Gemma 3: the config names <eos>, generation stops on <eos> or <end_of_turn>.
@@ -99,6 +107,10 @@ def build_scratch_model(tokenizer: PreTrainedTokenizerFast, *, hidden_size: int,
         # Requests are a few hundred tokens: every layer attends to the whole sequence.
         layer_types=["full_attention"] * num_layers,
         sliding_window=max_position_embeddings,
+        # Gemma 3's global layers rotate with base 1e6, tuned for 128k contexts: over a few hundred tokens most
+        # of its frequencies barely move and positions blur. A small base keeps them sharp.
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": float(rope_theta)},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": float(rope_theta)}},
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

@@ -11,6 +11,11 @@ Rows of split "train" are trained on, "val" rows give eval_loss; "pref" and "tes
 masks the prompt (completion_only_loss) and the chat template's ``<end_of_turn>`` closes every supervised
 completion. Over-long rows are dropped and counted beforehand (TRL would truncate them silently).
 
+With ``requests_per_sequence`` > 1, train rows of one schema are chained into one conversation: the first
+turn is the row's usual prompt, later user turns carry only the next request (prompting.build_follow_up), and
+TRL's assistant_only_loss supervises every answer. The schema is read once for several answers; a student
+still sees single-request prompts at inference, which is what the first turn of every conversation is.
+
 Heavy libraries (torch, transformers, TRL, PEFT, Unsloth) are imported inside functions: Unsloth must be
 imported before transformers to patch it, and ``--help`` stays fast.
 """
@@ -35,13 +40,14 @@ from .provenance import library_versions
 # Every key of the config's training section (config/defaults.json), in the order the script shows them.
 TRAINING_KEYS = (
     "training_corpus", "output_dir", "base_model", "backend", "seed", "max_samples", "max_seq_length",
+    "requests_per_sequence",
     "batch_size", "grad_accum", "learning_rate", "lr_scheduler_type", "weight_decay", "warmup_steps",
     "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
     "early_stop_patience", "load_in_4bit", "bf16", "use_gradient_checkpointing", "group_by_length",
     "sample_generations", "lora_r", "lora_alpha", "lora_dropout", "scratch_hidden_size", "scratch_num_layers",
     "scratch_num_heads", "scratch_num_kv_heads", "scratch_head_dim", "scratch_intermediate_size",
-    "scratch_vocab_size", "torch_threads",
+    "scratch_vocab_size", "scratch_rope_theta", "torch_threads",
 )
 BACKENDS = ("auto", "hf", "unsloth")
 SCRATCH = "scratch"
@@ -131,6 +137,69 @@ def to_dataset(rows: list[dict[str, Any]]) -> Any:
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+
+
+def to_conversation_dataset(conversations: list[list[dict[str, str]]]) -> Any:
+    """TRL's conversational language-modeling dataset: {"messages": messages} (for assistant_only_loss)."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"messages": messages} for messages in conversations])
+
+
+def follow_up_lengths(tokenizer: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Tokens each row adds as a later turn of a conversation (its request alone, then its answer)."""
+    from .prompting import build_follow_up
+
+    opening = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "x"}]
+    base = len(tokenizer.apply_chat_template(opening, tokenize=True, return_dict=True)["input_ids"])
+    return [len(tokenizer.apply_chat_template(opening + [build_follow_up(r["query"])] + r["completion"],
+                                              tokenize=True, return_dict=True)["input_ids"]) - base for r in rows]
+
+
+def chain_requests(rows: list[dict[str, Any]], first_lengths: list[int], later_lengths: list[int], *,
+                   per_sequence: int, max_seq_length: int, passes: int,
+                   seed: int) -> tuple[list[list[dict[str, str]]], list[int]]:
+    """Conversations of up to per_sequence requests on one schema, and their token lengths.
+
+    Each pass shuffles every schema's rows and chains them greedily while the conversation fits in
+    max_seq_length; a new pass regroups them, so no two epochs repeat the same conversations.
+    """
+    import random
+    from .prompting import build_follow_up
+
+    by_schema: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_schema.setdefault(str(row["schema_id"]), []).append(i)
+    rng = random.Random(seed)
+    chained: list[tuple[list[dict[str, str]], int]] = []
+    for _ in range(passes):
+        for schema_id in sorted(by_schema):
+            order = list(by_schema[schema_id])
+            rng.shuffle(order)
+            messages: list[dict[str, str]] = []
+            length = count = 0
+            for i in order:
+                if messages and (count >= per_sequence or length + later_lengths[i] > max_seq_length):
+                    chained.append((messages, length))
+                    messages, length, count = [], 0, 0
+                if not messages:
+                    messages, length = list(rows[i]["prompt"]) + list(rows[i]["completion"]), first_lengths[i]
+                else:
+                    messages = messages + [build_follow_up(rows[i]["query"])] + list(rows[i]["completion"])
+                    length += later_lengths[i]
+                count += 1
+            if messages:
+                chained.append((messages, length))
+    rng.shuffle(chained)
+    return [m for m, _ in chained], [n for _, n in chained]
+
+
+def chaining_passes(cfg: dict[str, Any], conversations_per_pass: int) -> int:
+    """Passes over the train rows needed for max_steps (or num_epochs when max_steps is unset)."""
+    if cfg["max_steps"] is not None and int(cfg["max_steps"]) > 0:
+        needed = int(cfg["max_steps"]) * int(cfg["batch_size"]) * int(cfg["grad_accum"])
+        return max(1, math.ceil(needed / max(conversations_per_pass, 1)))
+    return max(1, math.ceil(float(cfg["num_epochs"])))
 
 
 def padding_share(lengths: list[int], batch_size: int, bucketed: bool, *, grad_accum: int = 1,
@@ -414,7 +483,9 @@ def _counting_trainer_class() -> type:
     class CountingSFTTrainer(SFTTrainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.token_counts = {"real": 0, "slots": 0}
+            self.token_counts = {"real": 0, "slots": 0, "answers": 0}
+            # every supervised answer ends with one supervised end-of-turn token: counting them counts answers
+            self.stop_id = self.processing_class.convert_tokens_to_ids("<end_of_turn>")
             self.side_seconds = 0.0  # eval + checkpoint time, left out of tokens/s
 
         def training_step(self, model, inputs, *args, **kwargs):
@@ -422,6 +493,9 @@ def _counting_trainer_class() -> type:
             if mask is not None:
                 self.token_counts["real"] += int(mask.sum())
                 self.token_counts["slots"] += int(mask.numel())
+            labels = inputs.get("labels")
+            if labels is not None and isinstance(self.stop_id, int):
+                self.token_counts["answers"] += int((labels == self.stop_id).sum())
             return super().training_step(model, inputs, *args, **kwargs)
 
         def evaluate(self, *args, **kwargs):
@@ -441,11 +515,14 @@ def _counting_trainer_class() -> type:
     return CountingSFTTrainer
 
 
-def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bool, device: str) -> Any:
-    """TRL's SFTConfig from the resolved training settings."""
+def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bool, device: str,
+               passes: int = 1) -> Any:
+    """TRL's SFTConfig from the resolved training settings (passes: chained conversations hold that many
+    passes over the train rows, so one trainer epoch is that many epochs of rows)."""
     from trl import SFTConfig
 
     max_steps = cfg["max_steps"] if cfg["max_steps"] is not None and cfg["max_steps"] > 0 else -1
+    chained = int(cfg["requests_per_sequence"]) > 1
     early_stop = has_eval and int(cfg["early_stop_patience"]) > 0
     save_steps, eval_steps = int(cfg["save_steps"]), int(cfg["eval_steps"])
     return SFTConfig(
@@ -454,13 +531,15 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
         data_seed=int(cfg["seed"]),
         # data
         max_length=int(cfg["max_seq_length"]),
-        completion_only_loss=True,  # loss on the completion only; TRL builds the labels
+        # loss on the answers only; TRL builds the labels (from the completion, or the {% generation %} spans)
+        completion_only_loss=not chained,
+        assistant_only_loss=chained,
         packing=False,  # packing without flash attention leaks attention across samples; bucketing instead
         train_sampling_strategy="group_by_length" if cfg["group_by_length"] else "random",
         dataset_num_proc=None,
         # schedule
         max_steps=max_steps,
-        num_train_epochs=float(cfg["num_epochs"]),
+        num_train_epochs=float(cfg["num_epochs"]) / passes,
         per_device_train_batch_size=int(cfg["batch_size"]),
         per_device_eval_batch_size=int(cfg["batch_size"]),
         gradient_accumulation_steps=int(cfg["grad_accum"]),
@@ -492,25 +571,38 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
     )
 
 
-def build_trainer(cfg: dict[str, Any], setup: StudentSetup, train_rows: list[dict[str, Any]],
-                  val_rows: list[dict[str, Any]], output_dir: str, *, bf16: bool, device: str,
+def build_trainer(cfg: dict[str, Any], setup: StudentSetup, prep: "Prepared", output_dir: str,
                   callbacks: list[Any] | None = None) -> Any:
     from transformers import EarlyStoppingCallback
 
-    args = sft_config(cfg, output_dir, has_eval=bool(val_rows), bf16=bf16, device=device)
+    val_rows = prep.val_rows
+    args = sft_config(cfg, output_dir, has_eval=bool(val_rows), bf16=prep.bf16, device=prep.device,
+                      passes=prep.passes)
     all_callbacks = list(callbacks or [])
     if val_rows and int(cfg["early_stop_patience"]) > 0:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(cfg["early_stop_patience"]),
                                                    early_stopping_threshold=float(cfg["early_stop_min_delta"])))
+    if prep.conversations is not None:
+        train_dataset = to_conversation_dataset(prep.conversations)
+        eval_dataset = to_conversation_dataset([r["prompt"] + r["completion"] for r in val_rows]) if val_rows else None
+    else:
+        train_dataset = to_dataset(prep.train_rows)
+        eval_dataset = to_dataset(val_rows) if val_rows else None
     trainer_class = _counting_trainer_class()
-    return trainer_class(
-        model=setup.model,
-        args=args,
-        train_dataset=to_dataset(train_rows),
-        eval_dataset=to_dataset(val_rows) if val_rows else None,
-        processing_class=setup.tokenizer,
-        callbacks=all_callbacks,
-    )
+    try:
+        return trainer_class(
+            model=setup.model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=setup.tokenizer,
+            callbacks=all_callbacks,
+        )
+    except TypeError as exc:  # TRL has no {% generation %} template for this tokenizer
+        if prep.conversations is None or "chat template" not in str(exc).lower():
+            raise
+        raise UserError(f"requests_per_sequence > 1 needs a chat template TRL can mark for assistant_only_loss; "
+                        f"{exc}; set requests_per_sequence to 1") from None
 
 
 def check_supervised_batches(trainer: Any) -> None:
@@ -610,6 +702,8 @@ class Prepared:
     val_rows: list[dict[str, Any]]
     counts: dict[str, Any]
     padding: dict[str, float]
+    conversations: list[list[dict[str, str]]] | None = None  # chained requests (requests_per_sequence > 1)
+    passes: int = 1
 
 
 def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str | None = None,
@@ -651,9 +745,21 @@ def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str 
                   dropped_overlong_val=dropped_val, train_tokens=sum(train_lengths),
                   max_train_length=max(train_lengths), mean_train_length=sum(train_lengths) / len(train_lengths))
     batch, accum, seed = int(cfg["batch_size"]), int(cfg["grad_accum"]), int(cfg["seed"])
-    padding = {"bucketed": padding_share(train_lengths, batch, True, grad_accum=accum, seed=seed),
-               "random": padding_share(train_lengths, batch, False, grad_accum=accum, seed=seed)}
-    return Prepared(setup, backend, device, bf16, train, val, counts, padding)
+    conversations, passes, sequence_lengths = None, 1, train_lengths
+    if int(cfg["requests_per_sequence"]) > 1:
+        later = follow_up_lengths(tokenizer, train)
+        per_pass = chain_requests(train, train_lengths, later, per_sequence=int(cfg["requests_per_sequence"]),
+                                  max_seq_length=max_len, passes=1, seed=seed)[0]
+        passes = chaining_passes(cfg, len(per_pass))
+        conversations, sequence_lengths = chain_requests(
+            train, train_lengths, later, per_sequence=int(cfg["requests_per_sequence"]), max_seq_length=max_len,
+            passes=passes, seed=seed)
+        counts.update(conversations=len(conversations), conversation_passes=passes,
+                      mean_requests_per_conversation=len(train) * passes / len(conversations),
+                      mean_conversation_length=sum(sequence_lengths) / len(sequence_lengths))
+    padding = {"bucketed": padding_share(sequence_lengths, batch, True, grad_accum=accum, seed=seed),
+               "random": padding_share(sequence_lengths, batch, False, grad_accum=accum, seed=seed)}
+    return Prepared(setup, backend, device, bf16, train, val, counts, padding, conversations, passes)
 
 
 def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: str | None = None,
@@ -692,8 +798,7 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
     sample_rows = prep.val_rows[:max(0, int(cfg["sample_generations"]))]
     callbacks = [_make_metrics_callback(writer), _make_samples_callback(writer, setup.tokenizer, sample_rows, schemas)]
     callbacks += list(extra_callbacks or [])
-    trainer = build_trainer(cfg, setup, prep.train_rows, prep.val_rows, str(output_dir), bf16=prep.bf16,
-                            device=prep.device, callbacks=callbacks)
+    trainer = build_trainer(cfg, setup, prep, str(output_dir), callbacks=callbacks)
     check_supervised_batches(trainer)
 
     run_config = {
@@ -728,7 +833,7 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
 def _throughput(trainer: Any, wall_s: float) -> dict[str, float]:
     counts = trainer.token_counts
     train_s = max(wall_s - trainer.side_seconds, 1e-9)
-    return {"tokens_per_s": counts["real"] / train_s,
+    return {"tokens_per_s": counts["real"] / train_s, "answers_per_s": counts["answers"] / train_s,
             "padding_share": 1.0 - counts["real"] / counts["slots"] if counts["slots"] else 0.0,
             "trained_tokens": counts["real"], "train_seconds": round(train_s, 2)}
 
@@ -736,15 +841,16 @@ def _throughput(trainer: Any, wall_s: float) -> dict[str, float]:
 def measure_sft_throughput(corpus_rows: list[dict[str, Any]], cfg: dict[str, Any], steps: int) -> dict[str, float]:
     """Train `steps` optimizer steps on the corpus's train rows in a temp dir (no eval, no checkpoint).
 
-    Returns {"tokens_per_s", "padding_share", "trained_tokens", "train_seconds"}: real (non-pad) tokens per
-    second of training and the padded share of the batches trained on, with cfg's batching as given.
+    Returns {"tokens_per_s", "answers_per_s", "padding_share", "trained_tokens", "train_seconds"}: real
+    (non-pad) tokens and supervised answers per second of training, and the padded share of the batches
+    trained on, with cfg's batching (and requests_per_sequence) as given.
     """
     training_settings(cfg)
     run_cfg = dict(cfg, max_steps=int(steps), val_split=0.0, save_steps=0, early_stop_patience=0,
                    logging_steps=max(int(steps), 1), warmup_steps=min(int(cfg["warmup_steps"]), int(steps)))
     prep = prepare(run_cfg, corpus_rows, where="benchmark corpus")
     with tempfile.TemporaryDirectory(prefix="sft-throughput-") as tmp:
-        trainer = build_trainer(run_cfg, prep.setup, prep.train_rows, [], tmp, bf16=prep.bf16, device=prep.device)
+        trainer = build_trainer(run_cfg, prep.setup, prep, tmp)
         start = time.perf_counter()
         trainer.train()
         return _throughput(trainer, time.perf_counter() - start)
@@ -756,6 +862,7 @@ def training_settings(cfg: dict[str, Any]) -> dict[str, Any]:
         (int(cfg["batch_size"]) >= 1, "batch_size must be >= 1"),
         (int(cfg["grad_accum"]) >= 1, "grad_accum must be >= 1"),
         (int(cfg["max_seq_length"]) >= 16, "max_seq_length must be >= 16 tokens"),
+        (int(cfg["requests_per_sequence"]) >= 1, "requests_per_sequence must be >= 1"),
         (0.0 <= float(cfg["val_split"]) < 1.0, "val_split must be in [0, 1)"),
         (float(cfg["learning_rate"]) > 0, "learning_rate must be > 0"),
         (int(cfg["logging_steps"]) >= 1, "logging_steps must be >= 1"),
