@@ -266,7 +266,7 @@ def test_resuming_results_made_another_way_is_refused_until_no_resume(tmp_path: 
 
 def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_finishes(tmp_path: Path,
                                                                                       tiny_student: str) -> None:
-    settings = make_settings(tmp_path, tiny_student, 12, max_new_tokens=48)
+    settings = make_settings(tmp_path, tiny_student, 12, max_new_tokens=160)
     summary = run_evaluation(settings, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
     overall = summary["overall"]
     assert overall["schema_valid_rate"] == pytest.approx(1.0 - overall["truncated_rate"])
