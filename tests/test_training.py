@@ -186,6 +186,26 @@ def test_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_final_step(
     assert steps == sorted(set(steps)) and steps[-1] == 8  # no step logged twice after the resume
 
 
+def test_cosine_floor_holds_the_last_learning_rate_at_its_share_of_the_peak(tmp_path):
+    cfg = tiny_cfg(tmp_path, lr_scheduler_type="cosine_with_min_lr", min_lr_rate=0.25, warmup_steps=0, max_steps=8)
+    prep = prepare(cfg, read_jsonl(cfg["training_corpus"]))
+    trainer = build_trainer(cfg, prep.setup, dataclasses.replace(prep, val_rows=[]), str(tmp_path / "out"))
+    trainer.create_optimizer_and_scheduler(num_training_steps=8)
+    rates = []
+    for _ in range(8):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+    assert rates == sorted(rates, reverse=True)
+    assert rates[-1] == pytest.approx(0.25 * 3e-3)
+
+
+def test_a_learning_rate_floor_without_a_floor_scheduler_is_refused_with_a_user_error(tmp_path):
+    cfg = tiny_cfg(tmp_path, lr_scheduler_type="cosine", min_lr_rate=0.1)
+    with pytest.raises(UserError, match="cosine_with_min_lr"):
+        prepare(cfg, read_jsonl(cfg["training_corpus"]))
+
+
 def test_overlong_corpus_exits_2_with_a_one_line_error(tmp_path):
     cfg_path = tmp_path / "cfg.json"
     cfg = tiny_cfg(tmp_path)

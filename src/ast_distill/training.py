@@ -41,7 +41,7 @@ from .provenance import library_versions
 TRAINING_KEYS = (
     "training_corpus", "output_dir", "base_model", "backend", "seed", "max_samples", "max_seq_length",
     "requests_per_sequence",
-    "batch_size", "grad_accum", "learning_rate", "lr_scheduler_type", "weight_decay", "warmup_steps",
+    "batch_size", "grad_accum", "learning_rate", "lr_scheduler_type", "min_lr_rate", "weight_decay", "warmup_steps",
     "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
     "early_stop_patience", "load_in_4bit", "bf16", "use_gradient_checkpointing", "group_by_length",
@@ -515,6 +515,23 @@ def _counting_trainer_class() -> type:
     return CountingSFTTrainer
 
 
+MIN_LR_SCHEDULER = "cosine_with_min_lr"
+
+
+def scheduler_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """transformers' lr_scheduler_kwargs: the cosine floor (min_lr_rate, a share of the peak rate) when the
+    scheduler has one. A floor set for a scheduler without one is an error rather than silently ignored."""
+    rate = float(cfg.get("min_lr_rate") or 0.0)
+    if cfg["lr_scheduler_type"] == MIN_LR_SCHEDULER:
+        if not 0.0 <= rate < 1.0:
+            raise UserError(f"training.min_lr_rate is {rate}: give a share of the peak learning rate in [0, 1)")
+        return {"min_lr_rate": rate}
+    if rate:
+        raise UserError(f"training.min_lr_rate is {rate} but lr_scheduler_type is {cfg['lr_scheduler_type']!r}: "
+                        f"the floor needs lr_scheduler_type {MIN_LR_SCHEDULER!r} (or set min_lr_rate to 0)")
+    return {}
+
+
 def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bool, device: str,
                passes: int = 1) -> Any:
     """TRL's SFTConfig from the resolved training settings (passes: chained conversations hold that many
@@ -545,6 +562,7 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
         gradient_accumulation_steps=int(cfg["grad_accum"]),
         learning_rate=float(cfg["learning_rate"]),
         lr_scheduler_type=cfg["lr_scheduler_type"],
+        lr_scheduler_kwargs=scheduler_kwargs(cfg),
         weight_decay=float(cfg["weight_decay"]),
         warmup_steps=int(cfg["warmup_steps"]),
         max_grad_norm=float(cfg["max_grad_norm"]),
@@ -714,6 +732,7 @@ def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str 
 
     if int(cfg["torch_threads"]) > 0:
         torch.set_num_threads(int(cfg["torch_threads"]))
+    scheduler_kwargs(cfg)  # a bad learning-rate floor stops here, before any model is built
     check_rows(rows, where)
     split = select_rows(rows, val_split=float(cfg["val_split"]), eval_max_samples=cfg["eval_max_samples"],
                         max_samples=cfg["max_samples"], seed=int(cfg["seed"]))
