@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # optimization
     p.add_argument("--learning-rate", dest="learning_rate", type=float, help="peak learning rate")
-    p.add_argument("--lr-scheduler-type", dest="lr_scheduler_type", help="transformers scheduler: linear, cosine, cosine_with_min_lr, ...")
+    p.add_argument("--lr-scheduler-type", dest="lr_scheduler_type",
+                   help="transformers scheduler: linear, cosine, cosine_with_min_lr, ...")
     p.add_argument("--min-lr-rate", dest="min_lr_rate", type=float,
                    help="cosine_with_min_lr only: final learning rate as a share of the peak (0 = decay to zero)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay")
