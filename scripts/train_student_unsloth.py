@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="val prompts generated greedily at each eval and logged (0 = none)")
 
     # optimization
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, help="peak learning rate")
+    p.add_argument("--optimizer", choices=("adamw", "muon"),
+                   help="adamw, or muon: Muon on the hidden weight matrices and AdamW on embeddings and norms")
+    p.add_argument("--learning-rate", dest="learning_rate", type=float,
+                   help="peak learning rate (AdamW's; with --optimizer muon, that of embeddings and norms)")
+    p.add_argument("--muon-learning-rate", dest="muon_learning_rate", type=float,
+                   help="--optimizer muon only: peak learning rate of the hidden matrices")
     p.add_argument("--lr-scheduler-type", dest="lr_scheduler_type",
                    help="transformers scheduler: linear, cosine, cosine_with_min_lr, ...")
     p.add_argument("--min-lr-rate", dest="min_lr_rate", type=float,

@@ -206,6 +206,58 @@ def test_a_learning_rate_floor_without_a_floor_scheduler_is_refused_with_a_user_
         prepare(cfg, read_jsonl(cfg["training_corpus"]))
 
 
+def test_muon_steps_the_hidden_matrices_and_adamw_the_embeddings_and_norms_on_one_schedule(tmp_path):
+    cfg = tiny_cfg(tmp_path, optimizer="muon", muon_learning_rate=0.02, lr_scheduler_type="cosine_with_min_lr",
+                   min_lr_rate=0.25, warmup_steps=0, max_steps=8)
+    prep = prepare(cfg, read_jsonl(cfg["training_corpus"]))
+    trainer = build_trainer(cfg, prep.setup, dataclasses.replace(prep, val_rows=[]), str(tmp_path / "out"))
+    trainer.create_optimizer_and_scheduler(num_training_steps=8)
+    muon, adamw = trainer.optimizer.inner
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    model = prep.setup.model
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    assert id(model.model.layers[0].self_attn.q_proj.weight) in in_muon
+    assert id(model.model.layers[0].mlp.down_proj.weight) in in_muon
+    assert id(model.get_input_embeddings().weight) in in_adamw  # tied to the output head
+    assert id(model.model.norm.weight) in in_adamw
+    assert in_muon | in_adamw == {id(p) for p in model.parameters()} and not in_muon & in_adamw
+    for _ in range(8):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert trainer.lr_scheduler.get_last_lr() == pytest.approx([0.25 * 0.02, 0.25 * 3e-3])
+
+
+class MatrixSnapshot(TrainerCallback):
+    """A copy of the first attention query matrix at the start and at the end of training."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.before = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+
+
+def test_a_killed_muon_run_resumes_and_its_matrices_moved_and_loss_fell(tmp_path):
+    cfg = tiny_cfg(tmp_path, optimizer="muon", max_steps=12, save_steps=4, eval_steps=4, sample_generations=0)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_sft(cfg, extra_callbacks=[Crash(at_step=6)], log=_quiet)
+    snap = MatrixSnapshot()
+    out = train_sft(cfg, resume="auto", extra_callbacks=[snap], log=_quiet)
+    assert out["final_step"] == 12
+    assert not torch.allclose(snap.before, snap.after)  # Muon moved the matrix after the resume
+    state = torch.load(Path(cfg["output_dir"]) / "checkpoint-12" / "optimizer.pt", weights_only=True)
+    assert [len(inner["state"]) > 0 for inner in state["inner"]] == [True, True]  # both optimizers' moments
+    losses = [r["loss"] for r in read_jsonl(out["metrics"]) if "loss" in r]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_an_unknown_optimizer_is_refused_with_a_user_error(tmp_path):
+    cfg = tiny_cfg(tmp_path, optimizer="sgd")
+    with pytest.raises(UserError, match="adamw, muon"):
+        prepare(cfg, read_jsonl(cfg["training_corpus"]))
+
+
 def test_overlong_corpus_exits_2_with_a_one_line_error(tmp_path):
     cfg_path = tmp_path / "cfg.json"
     cfg = tiny_cfg(tmp_path)

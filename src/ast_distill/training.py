@@ -41,7 +41,7 @@ from .provenance import library_versions
 TRAINING_KEYS = (
     "training_corpus", "output_dir", "base_model", "backend", "seed", "max_samples", "max_seq_length",
     "requests_per_sequence",
-    "batch_size", "grad_accum", "learning_rate", "lr_scheduler_type", "min_lr_rate", "weight_decay", "warmup_steps",
+    "batch_size", "grad_accum", "optimizer", "learning_rate", "muon_learning_rate", "lr_scheduler_type", "min_lr_rate", "weight_decay", "warmup_steps",
     "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
     "early_stop_patience", "load_in_4bit", "bf16", "use_gradient_checkpointing", "group_by_length",
@@ -50,6 +50,7 @@ TRAINING_KEYS = (
     "scratch_vocab_size", "scratch_rope_theta", "torch_threads",
 )
 BACKENDS = ("auto", "hf", "unsloth")
+OPTIMIZERS = ("adamw", "muon")
 SCRATCH = "scratch"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 TRAINED_SPLITS = ("train",)
@@ -532,6 +533,24 @@ def scheduler_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def build_optimizer(cfg: dict[str, Any], model: Any) -> Any:
+    """None (the Trainer builds AdamW from the SFTConfig), or Muon on the hidden matrices + AdamW on the rest."""
+    if cfg["optimizer"] == "adamw":
+        return None
+    from .optim import MuonAdamW
+
+    return MuonAdamW(model, lr=float(cfg["learning_rate"]), muon_lr=float(cfg["muon_learning_rate"]),
+                     weight_decay=float(cfg["weight_decay"]))
+
+
+def check_optimizer(cfg: dict[str, Any]) -> None:
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise UserError(f"training.optimizer is {cfg['optimizer']!r}: use one of {', '.join(OPTIMIZERS)}")
+    if cfg["optimizer"] == "muon" and not float(cfg["muon_learning_rate"]) > 0:
+        raise UserError(f"training.muon_learning_rate is {cfg['muon_learning_rate']}: give a positive rate "
+                        f"(0.02 is Muon's usual one)")
+
+
 def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bool, device: str,
                passes: int = 1) -> Any:
     """TRL's SFTConfig from the resolved training settings (passes: chained conversations hold that many
@@ -615,6 +634,7 @@ def build_trainer(cfg: dict[str, Any], setup: StudentSetup, prep: "Prepared", ou
             eval_dataset=eval_dataset,
             processing_class=setup.tokenizer,
             callbacks=all_callbacks,
+            optimizers=(build_optimizer(cfg, setup.model), None),  # None: the Trainer's own (scheduled from args)
         )
     except TypeError as exc:  # TRL has no {% generation %} template for this tokenizer
         if prep.conversations is None or "chat template" not in str(exc).lower():
@@ -732,7 +752,8 @@ def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str 
 
     if int(cfg["torch_threads"]) > 0:
         torch.set_num_threads(int(cfg["torch_threads"]))
-    scheduler_kwargs(cfg)  # a bad learning-rate floor stops here, before any model is built
+    scheduler_kwargs(cfg)  # a bad learning-rate floor or optimizer stops here, before any model is built
+    check_optimizer(cfg)
     check_rows(rows, where)
     split = select_rows(rows, val_split=float(cfg["val_split"]), eval_max_samples=cfg["eval_max_samples"],
                         max_samples=cfg["max_samples"], seed=int(cfg["seed"]))

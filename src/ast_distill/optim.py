@@ -1,0 +1,72 @@
+"""Muon for a model's hidden weight matrices, AdamW for the rest, as one optimizer the Trainer can schedule.
+
+Muon (torch.optim.Muon) orthogonalizes each 2-D update; it trains the hidden matrices of a small transformer in
+fewer steps than AdamW. It is defined for hidden matrices only: embeddings (tied to the output head here), norms
+and biases stay with AdamW, as in modded-nanogpt and nanochat. The Trainer and its learning-rate scheduler see
+one torch Optimizer whose param_groups are both inner optimizers' groups, so a schedule scales both.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def split_for_muon(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """(hidden matrices for Muon, everything else for AdamW) among the trainable parameters."""
+    embeddings = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is not None:
+        embeddings |= {id(p) for p in output.parameters()}
+    muon, adamw = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (muon if param.ndim == 2 and id(param) not in embeddings else adamw).append(param)
+    return muon, adamw
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """torch.optim.Muon on the hidden matrices and torch.optim.AdamW on the rest, stepped together.
+
+    muon_lr is Muon's own rate (its "original" scale: a unit-RMS orthogonal update times sqrt(max(1, rows/cols)));
+    lr is AdamW's. The scheduler multiplies each group's initial rate by the same factor.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, lr: float, muon_lr: float, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, momentum: float = 0.95) -> None:
+        muon_params, adamw_params = split_for_muon(model)
+        self.inner: list[torch.optim.Optimizer] = []
+        if muon_params:
+            self.inner.append(torch.optim.Muon(muon_params, lr=muon_lr, weight_decay=weight_decay,
+                                               momentum=momentum, nesterov=True))
+        if adamw_params:
+            self.inner.append(torch.optim.AdamW(adamw_params, lr=lr, betas=betas, eps=eps,
+                                                weight_decay=weight_decay))
+        # torch's Optimizer bookkeeping (hooks, defaults) over all groups; the groups themselves are the inner
+        # optimizers' dicts, so a scheduler writing group["lr"] reaches the optimizer that owns the group.
+        super().__init__([{"params": g["params"]} for o in self.inner for g in o.param_groups], {"lr": lr})
+        self.param_groups = [g for o in self.inner for g in o.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for optimizer in self.inner:
+            optimizer.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.inner:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": [o.state_dict() for o in self.inner]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for optimizer, state in zip(self.inner, state_dict["inner"], strict=True):
+            optimizer.load_state_dict(state)
+        self.param_groups = [g for o in self.inner for g in o.param_groups]
