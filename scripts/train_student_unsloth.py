@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transformers scheduler: linear, cosine, cosine_with_min_lr, ...")
     p.add_argument("--min-lr-rate", dest="min_lr_rate", type=float,
                    help="cosine_with_min_lr only: final learning rate as a share of the peak (0 = decay to zero)")
-    p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help="decoupled weight decay (AdamW, and Muon with --optimizer muon)")
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear warmup, in optimizer steps")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="rows per device batch")
     p.add_argument("--grad-accum", dest="grad_accum", type=int, help="batches per optimizer step")

@@ -41,7 +41,8 @@ from .provenance import library_versions
 TRAINING_KEYS = (
     "training_corpus", "output_dir", "base_model", "backend", "seed", "max_samples", "max_seq_length",
     "requests_per_sequence",
-    "batch_size", "grad_accum", "optimizer", "learning_rate", "muon_learning_rate", "lr_scheduler_type", "min_lr_rate", "weight_decay", "warmup_steps",
+    "batch_size", "grad_accum", "optimizer", "learning_rate", "muon_learning_rate", "lr_scheduler_type",
+    "min_lr_rate", "weight_decay", "warmup_steps",
     "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
     "early_stop_patience", "load_in_4bit", "bf16", "use_gradient_checkpointing", "group_by_length",
@@ -544,6 +545,7 @@ def build_optimizer(cfg: dict[str, Any], model: Any) -> Any:
 
 
 def check_optimizer(cfg: dict[str, Any]) -> None:
+    """UserError for an optimizer this project does not build, or Muon without a positive rate."""
     if cfg["optimizer"] not in OPTIMIZERS:
         raise UserError(f"training.optimizer is {cfg['optimizer']!r}: use one of {', '.join(OPTIMIZERS)}")
     if cfg["optimizer"] == "muon" and not float(cfg["muon_learning_rate"]) > 0:
