@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     # precision, memory, threads
     p.add_argument("--load-in-4bit", dest="load_in_4bit", action=BOOL, help="4-bit base weights (unsloth backend)")
     p.add_argument("--bf16", action=BOOL, help="bf16 mixed precision where supported (CUDA with bf16, CPU autocast)")
+    p.add_argument("--torch-compile", dest="torch_compile", action=BOOL,
+                   help="torch.compile the model; pads every batch to --max-seq-length (one shape, one compile)")
     p.add_argument("--use-gradient-checkpointing", dest="use_gradient_checkpointing", action=BOOL,
                    help="recompute activations to save memory")
     p.add_argument("--eval-accumulation-steps", dest="eval_accumulation_steps", type=int,

@@ -258,6 +258,29 @@ def test_an_unknown_optimizer_is_refused_with_a_user_error(tmp_path):
         prepare(cfg, read_jsonl(cfg["training_corpus"]))
 
 
+def test_a_compiled_run_pads_every_batch_to_max_seq_length_and_drops_a_short_last_batch(tmp_path):
+    cfg = tiny_cfg(tmp_path, torch_compile=True, requests_per_sequence=2, max_seq_length=512, batch_size=3)
+    prep = prepare(cfg, read_jsonl(cfg["training_corpus"]))
+    trainer = build_trainer(cfg, prep.setup, dataclasses.replace(prep, val_rows=[]), str(tmp_path / "out"))
+    shapes = {tuple(batch["input_ids"].shape) for batch in trainer.get_train_dataloader()}
+    assert shapes == {(3, 512)}  # one shape: one compile
+    assert trainer.args.torch_compile
+
+
+@pytest.mark.slow
+def test_a_compiled_run_learns_and_saves_a_checkpoint_without_compiler_prefixes(tmp_path):
+    cfg = tiny_cfg(tmp_path, torch_compile=True, requests_per_sequence=2, max_seq_length=512, max_steps=10,
+                   eval_steps=5, save_steps=5, sample_generations=0)
+    snap = Snapshot()
+    out = train_sft(cfg, extra_callbacks=[snap], log=_quiet)
+    assert out["final_step"] == 10 and not torch.allclose(snap.before, snap.after)
+    losses = [r["loss"] for r in read_jsonl(out["metrics"]) if "loss" in r]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    from safetensors.torch import load_file
+    names = load_file(str(Path(out["checkpoint_final"]) / "model.safetensors"))
+    assert "model.embed_tokens.weight" in names and not any("_orig_mod" in n for n in names)
+
+
 def test_overlong_corpus_exits_2_with_a_one_line_error(tmp_path):
     cfg_path = tmp_path / "cfg.json"
     cfg = tiny_cfg(tmp_path)

@@ -45,7 +45,8 @@ TRAINING_KEYS = (
     "min_lr_rate", "weight_decay", "warmup_steps",
     "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
-    "early_stop_patience", "load_in_4bit", "bf16", "use_gradient_checkpointing", "group_by_length",
+    "early_stop_patience", "load_in_4bit", "bf16", "torch_compile", "use_gradient_checkpointing",
+    "group_by_length",
     "sample_generations", "lora_r", "lora_alpha", "lora_dropout", "scratch_hidden_size", "scratch_num_layers",
     "scratch_num_heads", "scratch_num_kv_heads", "scratch_head_dim", "scratch_intermediate_size",
     "scratch_vocab_size", "scratch_rope_theta", "torch_threads",
@@ -607,7 +608,20 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
         load_best_model_at_end=early_stop and save_steps > 0 and save_steps % eval_steps == 0,
         report_to="none",
         dataloader_num_workers=0,
+        **compile_settings(cfg),
     )
+
+
+def compile_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """SFTConfig settings for training_cfg["torch_compile"].
+
+    A compiled graph is specialised to its input shapes, and every new shape compiles again (tens of seconds
+    on a CPU), or, after the second, falls back to a dynamic-shape graph that lost most of the gain when
+    measured. So a compiled run pads every batch to max_seq_length and drops a short last batch: one shape.
+    """
+    if not cfg["torch_compile"]:
+        return {"torch_compile": False}
+    return {"torch_compile": True, "pad_to_multiple_of": int(cfg["max_seq_length"]), "dataloader_drop_last": True}
 
 
 def build_trainer(cfg: dict[str, Any], setup: StudentSetup, prep: "Prepared", output_dir: str,
