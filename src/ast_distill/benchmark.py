@@ -93,11 +93,14 @@ def prompt_tokens(rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]]
 def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, Any], *,
                    steps: int) -> dict[str, Any]:
     """One request per sequence in random order, the same bucketed by length, and requests chained per schema
-    (the config's requests_per_sequence, at least 4) bucketed, at the config's batch size."""
+    (the config's requests_per_sequence, at least 4) bucketed, at the config's batch size, without
+    torch.compile; then the chained setting compiled (padded to max_seq_length), its compile step left out."""
     chain = max(int(training_cfg["requests_per_sequence"]), 4)
-    variants = {"unbucketed": dict(group_by_length=False, requests_per_sequence=1),
-                "bucketed": dict(group_by_length=True, requests_per_sequence=1),
-                f"chained_{chain}": dict(group_by_length=True, requests_per_sequence=chain)}
+    variants = {"unbucketed": dict(group_by_length=False, requests_per_sequence=1, torch_compile=False),
+                "bucketed": dict(group_by_length=True, requests_per_sequence=1, torch_compile=False),
+                f"chained_{chain}": dict(group_by_length=True, requests_per_sequence=chain, torch_compile=False),
+                f"chained_{chain}_compiled": dict(group_by_length=True, requests_per_sequence=chain,
+                                                  torch_compile=True)}
     out: dict[str, Any] = {}
     for name, overrides in variants.items():
         measured = training.measure_sft_throughput(corpus_rows, dict(training_cfg, **overrides), steps)

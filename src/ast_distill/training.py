@@ -874,7 +874,7 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
     finally:
         writer.close()
     wall = time.perf_counter() - start
-    measured = _throughput(trainer, wall)
+    measured = _throughput(trainer.token_counts, wall - trainer.side_seconds)
     run_config.update(status="complete", final_step=int(trainer.state.global_step),
                       train_loss=float(result.training_loss), wall_s=round(wall, 2), measured=measured)
     final = _save_final(trainer, setup, output_dir, run_config)
@@ -886,9 +886,8 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
             "train_loss": float(result.training_loss), **measured}
 
 
-def _throughput(trainer: Any, wall_s: float) -> dict[str, float]:
-    counts = trainer.token_counts
-    train_s = max(wall_s - trainer.side_seconds, 1e-9)
+def _throughput(counts: dict[str, int], train_s: float) -> dict[str, float]:
+    train_s = max(train_s, 1e-9)
     return {"tokens_per_s": counts["real"] / train_s, "answers_per_s": counts["answers"] / train_s,
             "padding_share": 1.0 - counts["real"] / counts["slots"] if counts["slots"] else 0.0,
             "trained_tokens": counts["real"], "train_seconds": round(train_s, 2)}
@@ -899,7 +898,8 @@ def measure_sft_throughput(corpus_rows: list[dict[str, Any]], cfg: dict[str, Any
 
     Returns {"tokens_per_s", "answers_per_s", "padding_share", "trained_tokens", "train_seconds"}: real
     (non-pad) tokens and supervised answers per second of training, and the padded share of the batches
-    trained on, with cfg's batching (and requests_per_sequence) as given.
+    trained on, with cfg's batching (and requests_per_sequence) as given. The first step is left out when
+    there are more (it holds the warm-up, and with torch_compile the compilation).
     """
     training_settings(cfg)
     run_cfg = dict(cfg, max_steps=int(steps), val_split=0.0, save_steps=0, early_stop_patience=0,
@@ -907,9 +907,30 @@ def measure_sft_throughput(corpus_rows: list[dict[str, Any]], cfg: dict[str, Any
     prep = prepare(run_cfg, corpus_rows, where="benchmark corpus")
     with tempfile.TemporaryDirectory(prefix="sft-throughput-") as tmp:
         trainer = build_trainer(run_cfg, prep.setup, prep, tmp)
+        mark = _first_step_mark(trainer)
+        trainer.add_callback(mark)
         start = time.perf_counter()
         trainer.train()
-        return _throughput(trainer, time.perf_counter() - start)
+        end = time.perf_counter()
+        if int(steps) > 1 and mark.counts is not None:
+            counts = {k: trainer.token_counts[k] - mark.counts[k] for k in trainer.token_counts}
+            return _throughput(counts, end - mark.time)
+        return _throughput(trainer.token_counts, end - start)
+
+
+def _first_step_mark(trainer: Any) -> Any:
+    """A callback that notes the time and the trainer's token counts when the first step is done."""
+    from transformers import TrainerCallback
+
+    class FirstStepMark(TrainerCallback):
+        time: float = 0.0
+        counts: dict[str, int] | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                self.time, self.counts = time.perf_counter(), dict(trainer.token_counts)
+
+    return FirstStepMark()
 
 
 def training_settings(cfg: dict[str, Any]) -> dict[str, Any]:
