@@ -265,6 +265,11 @@ def test_a_compiled_run_pads_every_batch_to_max_seq_length_and_drops_a_short_las
     shapes = {tuple(batch["input_ids"].shape) for batch in trainer.get_train_dataloader()}
     assert shapes == {(3, 512)}  # one shape: one compile
     assert trainer.args.torch_compile
+    val = prep.val_rows[:5]
+    assert val
+    trainer = build_trainer(cfg, prep.setup, dataclasses.replace(prep, val_rows=val), str(tmp_path / "out2"))
+    eval_shapes = [tuple(batch["input_ids"].shape) for batch in trainer.get_eval_dataloader()]
+    assert eval_shapes == [(1, 512)] * len(val)  # eval: one row at a time, none dropped
 
 
 @pytest.mark.slow
@@ -274,6 +279,7 @@ def test_a_compiled_run_learns_and_saves_a_checkpoint_without_compiler_prefixes(
     snap = Snapshot()
     out = train_sft(cfg, extra_callbacks=[snap], log=_quiet)
     assert out["final_step"] == 10 and not torch.allclose(snap.before, snap.after)
+    assert [r["step"] for r in read_jsonl(out["metrics"]) if "eval_loss" in r] == [5, 10]
     losses = [r["loss"] for r in read_jsonl(out["metrics"]) if "loss" in r]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     from safetensors.torch import load_file

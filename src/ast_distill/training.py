@@ -580,7 +580,8 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
         max_steps=max_steps,
         num_train_epochs=float(cfg["num_epochs"]) / passes,
         per_device_train_batch_size=int(cfg["batch_size"]),
-        per_device_eval_batch_size=int(cfg["batch_size"]),
+        # compiled: eval one row at a time, so that eval too has one shape and no row is dropped
+        per_device_eval_batch_size=1 if cfg["torch_compile"] else int(cfg["batch_size"]),
         gradient_accumulation_steps=int(cfg["grad_accum"]),
         learning_rate=float(cfg["learning_rate"]),
         lr_scheduler_type=cfg["lr_scheduler_type"],
@@ -617,7 +618,8 @@ def compile_settings(cfg: dict[str, Any]) -> dict[str, Any]:
 
     A compiled graph is specialised to its input shapes, and every new shape compiles again (tens of seconds
     on a CPU), or, after the second, falls back to a dynamic-shape graph that lost most of the gain when
-    measured. So a compiled run pads every batch to max_seq_length and drops a short last batch: one shape.
+    measured. So a compiled run pads every batch to max_seq_length and drops a short last train batch (eval runs
+    one row at a time): one shape each.
     """
     if not cfg["torch_compile"]:
         return {"torch_compile": False}
