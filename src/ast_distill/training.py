@@ -46,9 +46,8 @@ TRAINING_KEYS = (
     "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
     "early_stop_patience", "load_in_4bit", "bf16", "torch_compile", "use_gradient_checkpointing",
-    "group_by_length",
-    "sample_generations", "lora_r", "lora_alpha", "lora_dropout", "scratch_hidden_size", "scratch_num_layers",
-    "scratch_num_heads", "scratch_num_kv_heads", "scratch_head_dim", "scratch_intermediate_size",
+    "group_by_length", "sample_generations", "lora_r", "lora_alpha", "lora_dropout", "scratch_hidden_size",
+    "scratch_num_layers", "scratch_num_heads", "scratch_num_kv_heads", "scratch_head_dim", "scratch_intermediate_size",
     "scratch_vocab_size", "scratch_rope_theta", "torch_threads",
 )
 BACKENDS = ("auto", "hf", "unsloth")
@@ -580,8 +579,6 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
         max_steps=max_steps,
         num_train_epochs=float(cfg["num_epochs"]) / passes,
         per_device_train_batch_size=int(cfg["batch_size"]),
-        # compiled: eval one row at a time, so that eval too has one shape and no row is dropped
-        per_device_eval_batch_size=1 if cfg["torch_compile"] else int(cfg["batch_size"]),
         gradient_accumulation_steps=int(cfg["grad_accum"]),
         learning_rate=float(cfg["learning_rate"]),
         lr_scheduler_type=cfg["lr_scheduler_type"],
@@ -614,7 +611,7 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
 
 
 def compile_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """SFTConfig settings for training_cfg["torch_compile"].
+    """SFTConfig settings for training_cfg["torch_compile"] (batch shapes, eval batch size included).
 
     A compiled graph is specialised to its input shapes, and every new shape compiles again (tens of seconds
     on a CPU), or, after the second, falls back to a dynamic-shape graph that lost most of the gain when
@@ -622,8 +619,9 @@ def compile_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     one row at a time): one shape each.
     """
     if not cfg["torch_compile"]:
-        return {"torch_compile": False}
-    return {"torch_compile": True, "pad_to_multiple_of": int(cfg["max_seq_length"]), "dataloader_drop_last": True}
+        return {"torch_compile": False, "per_device_eval_batch_size": int(cfg["batch_size"])}
+    return {"torch_compile": True, "pad_to_multiple_of": int(cfg["max_seq_length"]), "dataloader_drop_last": True,
+            "per_device_eval_batch_size": 1}
 
 
 def build_trainer(cfg: dict[str, Any], setup: StudentSetup, prep: "Prepared", output_dir: str,
