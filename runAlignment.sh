@@ -13,12 +13,17 @@
 #   --config F          config file (default config/defaults.json); every path comes from it
 #   --adapter DIR       the SFT checkpoint to align (default: alignment.adapter)
 #   --teacher-model M   the judging teacher (default: evaluation.teacher_model, then LLM_MODEL, then .llmrc)
-# A complete <alignment.output_dir>/checkpoint-final is kept (delete it to train DPO again).
+#   --no-resume         start over: the evaluations below drop their old results and DPO trains from scratch,
+#                       even over a complete checkpoint-final (old checkpoint-N dirs are not deleted)
+#   anything else is forwarded to every scripts/evaluate_student.py run (see its --help), e.g. --max-new-tokens
+# Otherwise a complete <alignment.output_dir>/checkpoint-final is kept (delete it to train DPO again), DPO goes
+# on from the newest checkpoint-N, and each evaluation resumes results made by the same weights and settings.
+# The SFT student's d_05 evaluation (runEvals.sh's) is run here only when its summary is missing.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
-CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=()
+CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=(); NO_RESUME=0; FORWARD=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
@@ -27,13 +32,22 @@ while [ $# -gt 0 ]; do
     --adapter=*) ADAPTER="${1#--adapter=}"; shift ;;
     --teacher-model) TEACHER=(--teacher-model "${2:?--teacher-model needs a model id}"); shift 2 ;;
     --teacher-model=*) TEACHER=(--teacher-model "${1#--teacher-model=}"); shift ;;
+    --no-resume) NO_RESUME=1; shift ;;
+    --dataset|--dataset=*|--split|--split=*|--out-dir|--out-dir=*|--eval-results|--eval-results=*|\
+    --checkpoint-path|--checkpoint-path=*)
+      echo "error: runAlignment.sh: $1 is chosen by the runner (from the config's alignment and evaluation paths)" >&2
+      exit 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "error: runAlignment.sh: unknown flag '$1' (see ./runAlignment.sh --help)" >&2; exit 2 ;;
+    *) FORWARD+=("$1"); shift ;;
   esac
 done
 [ -f "$CONFIG" ] || { echo "error: runAlignment.sh: config file '$CONFIG' does not exist" >&2; exit 2; }
 
 ensure_env
+# A bad forwarded flag stops here, in one line, before any step runs.
+check_forwarded_flags runAlignment.sh scripts/evaluate_student.py "${FORWARD[@]+"${FORWARD[@]}"}" || exit 2
+EVAL_FLAGS=("${TEACHER[@]+"${TEACHER[@]}"}" "${FORWARD[@]+"${FORWARD[@]}"}")
+if [ "$NO_RESUME" = 1 ]; then EVAL_FLAGS+=(--no-resume); fi
 
 # Every path from the config (one python call).
 mapfile -t CFG < <(uv run --frozen python -c "import sys; from ast_distill.config import load_config; \
@@ -55,7 +69,7 @@ PY=(uv run --frozen)
 echo "=== [alignment 1/5] SFT student on the pref rows (free decoding, teacher verdicts) -> $PREF_RESULTS"
 "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --dataset "$CORPUS" --split pref \
   --no-constrained --max-samples "$PREF_MAX" --eval-results "$PREF_RESULTS" --out-dir "$(dirname "$PREF_RESULTS")" \
-  "${TEACHER[@]+"${TEACHER[@]}"}"
+  "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 
 echo "=== [alignment 2/5] DPO pairs -> $PAIRS"
 "${PY[@]}" scripts/build_alignment_pairs.py --config "$CONFIG" --eval-results "$PREF_RESULTS" --out "$PAIRS" \
@@ -65,26 +79,31 @@ if [ ! -s "$PAIRS" ]; then
   exit 0
 fi
 
-FINAL="$DPO_DIR/checkpoint-final"; DPO_EVAL_RESUME=()
-if [ -f "$FINAL/tokenizer_config.json" ] && { [ -f "$FINAL/adapter_model.safetensors" ] || [ -f "$FINAL/model.safetensors" ]; }; then
-  echo "=== [alignment 3/5] $FINAL is already complete; kept (delete it to train DPO again)"
+FINAL="$DPO_DIR/checkpoint-final"
+if [ "$NO_RESUME" = 0 ] && [ -f "$FINAL/tokenizer_config.json" ] \
+   && { [ -f "$FINAL/adapter_model.safetensors" ] || [ -f "$FINAL/model.safetensors" ]; }; then
+  echo "=== [alignment 3/5] $FINAL is already complete; kept (delete it or pass --no-resume to train DPO again)"
+elif [ "$NO_RESUME" = 1 ]; then
+  echo "=== [alignment 3/5] DPO -> $DPO_DIR (from scratch: --no-resume)"
+  "${PY[@]}" scripts/train_alignment_dpo.py --config "$CONFIG" --pairs "$PAIRS" --adapter "$ADAPTER" \
+    --output-dir "$DPO_DIR"
 else
   LATEST="$(latest_checkpoint "$DPO_DIR")"
   echo "=== [alignment 3/5] DPO -> $DPO_DIR${LATEST:+ (resuming from $LATEST)}"
   "${PY[@]}" scripts/train_alignment_dpo.py --config "$CONFIG" --pairs "$PAIRS" --adapter "$ADAPTER" \
     --output-dir "$DPO_DIR" --resume-from-checkpoint auto
-  DPO_EVAL_RESUME=(--no-resume)  # a new DPO checkpoint: results of an older one must not be resumed
 fi
+# A new DPO checkpoint needs no --no-resume below: its evaluation resumes only results of the same weights.
 
 # The SFT side of the comparison: its d_05 evaluation, run here only when it is missing.
 if [ ! -f "$SFT_EVAL_DIR/evaluation_summary.json" ]; then
   echo "=== [alignment 4/5] SFT student on d_05 (no evaluation found in $SFT_EVAL_DIR)"
   "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --out-dir "$SFT_EVAL_DIR" \
-    "${TEACHER[@]+"${TEACHER[@]}"}"
+    "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 fi
 echo "=== [alignment 4/5] DPO student on the same d_05 rows -> $DPO_EVAL_DIR"
 "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$FINAL" --out-dir "$DPO_EVAL_DIR" \
-  "${DPO_EVAL_RESUME[@]+"${DPO_EVAL_RESUME[@]}"}" "${TEACHER[@]+"${TEACHER[@]}"}"
+  "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 
 echo "=== [alignment 5/5] alignment report"
 REPORT=(--dpo-eval-summary "$DPO_EVAL_DIR/evaluation_summary.json"

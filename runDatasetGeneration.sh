@@ -8,10 +8,11 @@
 #   --config F          config file (default config/defaults.json)
 #   --teacher-model M   LLM teacher for domain specs and rows (default: dataset_generation.teacher_model, LLM_MODEL)
 # Writes outputs/d_01..d_05 (paths from the config) and indented copies under outputs/pretty/.
-# Stage 3 resumes from the rows already in its output; pass nothing special to continue an interrupted run.
+# A rerun resumes: stage 1 keeps the specs made with the same settings (so the schema ids stay), stage 3 the
+# rows already in its output; pass nothing special to continue an interrupted run.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; TEACHER=()
 while [ $# -gt 0 ]; do
@@ -26,6 +27,8 @@ done
 
 ensure_env
 START=$(date +%s)
+# An LLM teacher that does not answer (or lacks the model that generates) stops here, in one line.
+uv run --frozen python -m ast_distill.teachers.check --config "$CONFIG" --role generate "${TEACHER[@]}" || exit 2
 uv run --frozen scripts/generate_domain_specs.py --config "$CONFIG" "${TEACHER[@]}"
 uv run --frozen scripts/build_schemas.py --config "$CONFIG"
 uv run --frozen scripts/generate_dataset.py --config "$CONFIG" "${TEACHER[@]}"

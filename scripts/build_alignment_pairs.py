@@ -1,7 +1,9 @@
 """Stage 7: DPO preference pairs from the teacher's verdicts on the SFT student's outputs for the pref rows.
 
-For each evaluation row the teacher rejected: prompt = the exact prompt text the student saw, chosen = the
-teacher's AST, rejected = what the student wrote, both as SFT completions (minified AST + end of turn).
+For each evaluation row the teacher rejected, a pair in TRL's conversational preference format: prompt = the
+row's chat messages (from the d_04 file the evaluation read, by id; they must render to the exact prompt text
+the student saw), chosen = the teacher's AST, rejected = what the student wrote, each one assistant message
+as SFT's completions are (the minified AST; DPO then applies the same chat template as SFT).
 Rows without a teacher AST, or whose two sides are the same text, are dropped; the counts by reason are
 printed and written to <pairs>.meta.json. When no pair is left, an empty pairs file is written and the
 stage exits 0: there is nothing to train.
@@ -33,10 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-results", dest="eval_results",
                    help="evaluation_results.jsonl of the SFT student on the pref rows, with teacher verdicts "
                         "(default: alignment.eval_results)")
+    p.add_argument("--dataset",
+                   help="the d_04 file the evaluation read: the prompt messages of its rows, by id "
+                        "(default: training.training_corpus)")
     p.add_argument("--out", help="pairs JSONL to write; <name>.meta.json goes beside it (default: alignment.pairs_out)")
     p.add_argument("--adapter",
-                   help="the SFT checkpoint that was evaluated; its tokenizer's chat template gives the end-of-turn "
-                        "text appended to both completions (default: alignment.adapter)")
+                   help="the SFT checkpoint that was evaluated; its chat template must render each pair's prompt "
+                        "to the text the student saw (default: alignment.adapter)")
 
     # selection
     p.add_argument("--only-rejected", dest="only_rejected", action=BOOL,
@@ -51,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = {
         "eval_results": pick(args.eval_results, config, "alignment", "eval_results"),
+        "dataset": pick(args.dataset, config, "training", "training_corpus"),
         "out": pick(args.out, config, "alignment", "pairs_out"),
         "adapter": pick(args.adapter, config, "alignment", "adapter"),
         "only_rejected": pick(args.only_rejected, config, "alignment", "only_rejected"),

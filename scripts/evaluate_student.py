@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ast_distill import cli
-from ast_distill.config import load_config, pick, resolve, resolve_teacher_model
+from ast_distill.config import judge_teacher_model, load_config, pick, resolve
 from ast_distill.errors import UserError
 from ast_distill.evaluation import RESULTS_NAME, SPLITS, EvalSettings, format_table, run_evaluation
 
@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, help="flush + fsync results and update the checkpoint "
                                                              "every N rows (default: evaluation.checkpoint_every)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction,
-                        help="skip rows already in the results file; --no-resume starts over "
-                             "(default: evaluation.resume)")
+                        help="skip rows already in the results file when it was made by the same checkpoint "
+                             "(weights fingerprint), decoding settings and rows, else start over and say why; "
+                             "--no-resume always starts over, which also judges rows whose verdict is 'error' "
+                             "again (default: evaluation.resume)")
     # Generation
     parser.add_argument("--constrained", action=argparse.BooleanOptionalAction,
                         help="decode with the row's JSON Schema as a grammar (xgrammar) (default: "
@@ -105,11 +107,8 @@ def settings_from(args: argparse.Namespace, config: dict) -> EvalSettings:
         out_dir = pick(None, config, "evaluation", "out_dir")
     eval_results = args.eval_results or str(Path(out_dir) / RESULTS_NAME)
     checkpoint = args.checkpoint_path or str(Path(eval_results).with_suffix(".checkpoint.json"))
-    # The judge defaults to the teacher that wrote the data when nothing names one for evaluation.
-    teacher_model = (resolve_teacher_model(args.teacher_model, config["evaluation"]["teacher_model"])
-                     or config["dataset_generation"]["teacher_model"])
-    if config["teacher"]["backend"] == "grammar":
-        teacher_model = None  # the built-in teacher has no model
+    # One rule with teachers.check, which tests this same model before a run (None: the built-in teacher).
+    teacher_model = judge_teacher_model(args.teacher_model, config)
     return EvalSettings(**values, out_dir=out_dir, eval_results=eval_results, checkpoint_path=checkpoint,
                         split=args.split, baseline=args.baseline, teacher_model=teacher_model, device=args.device)
 
@@ -123,6 +122,10 @@ def main(args: argparse.Namespace) -> int:
     s = summary["speed"]
     print(f"speed: {s['samples_per_s']} samples/s, {s['ms_per_sample']} ms/sample (batch {s['batch_size']}, "
           f"{'constrained' if summary['constrained'] else 'free'} decoding)")
+    if summary["overall"]["judge_error_rate"]:
+        print(f"warning: the judge failed after its retries on a {summary['overall']['judge_error_rate']:.3f} "
+              f"share of the rows (teacher_verdict 'error' in {settings.eval_results}); they count as not accepted "
+              f"and are kept on resume: rerun with --no-resume to judge them again", file=sys.stderr)
     cli.print_outputs("evaluate_student", {"results": settings.eval_results, "summary": settings.summary_path,
                                            "checkpoint": settings.checkpoint_path})
     return 0

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from ast_distill import cli
-from ast_distill.config import load_config, pick, resolve, resolve_teacher_model
+from ast_distill.config import generation_teacher_model, load_config, pick, resolve
 from ast_distill.dataset import generate_dataset, meta_path
 from ast_distill.errors import UserError
 from ast_distill.teachers import make_teacher
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- teacher
     cli.add_teacher_flags(parser, SECTION)
     parser.add_argument("--concurrency", type=int, default=None,
-                        help="schemas in flight at once (default: teacher.concurrency)")
+                        help="teacher requests in flight at once, one schema each (default: teacher.concurrency)")
     # --- inputs and sizes
     parser.add_argument("--schemas", default=None, help="d_02 JSONL (default: dataset_generation.final_schemas_out)")
     parser.add_argument("--domain-specs", default=None,
@@ -66,13 +66,13 @@ def main(args: argparse.Namespace) -> int:
     settings["checkpoint_path"] = args.checkpoint_path or settings["out"]
     settings["concurrency"] = pick(args.concurrency, config, "teacher", "concurrency")
     settings["backend"] = config["teacher"]["backend"]
-    settings["teacher_model"] = (None if settings["backend"] == "grammar" else
-                                 resolve_teacher_model(args.teacher_model, config[SECTION]["teacher_model"]))
+    settings["teacher_model"] = generation_teacher_model(args.teacher_model, config)
     if settings["concurrency"] < 1 or settings["checkpoint_every"] < 1:
         raise UserError("--concurrency and --checkpoint-every must be 1 or more")
     cli.print_settings("generate_dataset", settings)
     teacher = make_teacher(config, settings["teacher_model"], retries=settings["teacher_retries"],
-                           retry_wait_s=settings["teacher_retry_wait"], seed=settings["seed"])
+                           retry_wait_s=settings["teacher_retry_wait"], seed=settings["seed"],
+                           concurrency=settings["concurrency"])
     summary = generate_dataset(
         teacher=teacher, schemas_path=settings["schemas"], specs_path=settings["domain_specs"],
         samples_per_schema=settings["samples_per_schema"], seed=settings["seed"], out=settings["out"],

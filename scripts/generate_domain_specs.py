@@ -3,6 +3,8 @@
 The teacher named by teacher.backend writes one spec per (domain prompt, variant); a reply whose fields do
 not validate is asked again (--teacher-retries), then skipped and counted, never written. The built-in
 teacher (backend "grammar", or --offline-fallback) picks 5-8 fields from each prompt's field pool instead.
+A rerun keeps the specs an earlier run wrote with the same settings (so stage 2 builds the same schema ids
+and the rows of stage 3 still belong to them) and asks only for the missing or changed ones.
 
 Run as:
     uv run scripts/generate_domain_specs.py --config config/offline.json
@@ -15,7 +17,7 @@ import argparse
 import sys
 
 from ast_distill import cli
-from ast_distill.config import load_config, pick, resolve, resolve_teacher_model
+from ast_distill.config import generation_teacher_model, load_config, pick, resolve
 from ast_distill.dataset import generate_domain_specs, meta_path
 from ast_distill.teachers import make_teacher
 from ast_distill.teachers.grammar import GrammarTeacher
@@ -44,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use only the first N domain prompts (-1 or unset = all; default: "
                              "dataset_generation.max_domains)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: dataset_generation.seed)")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep each spec already in --out that the same teacher, seed, examples_per_schema "
+                             "and prompt made, asking the teacher only for the others; --no-resume asks for "
+                             "every spec again (default: dataset_generation.resume)")
     # --- output
     parser.add_argument("--out", default=None,
                         help="d_01 JSONL to write (default: dataset_generation.schema_specs_out)")
@@ -53,11 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = resolve(args, config, SECTION, ["prompts_path", "examples_per_schema", "schemas_per_domain",
-                                               "max_domains", "seed", "teacher_retries", "teacher_retry_wait"])
+                                               "max_domains", "seed", "teacher_retries", "teacher_retry_wait",
+                                               "resume"])
     settings["out"] = pick(args.out, config, SECTION, "schema_specs_out")
     settings["backend"] = "grammar" if args.offline_fallback else config["teacher"]["backend"]
-    settings["teacher_model"] = (None if settings["backend"] == "grammar" else
-                                 resolve_teacher_model(args.teacher_model, config[SECTION]["teacher_model"]))
+    settings["teacher_model"] = (None if args.offline_fallback else
+                                 generation_teacher_model(args.teacher_model, config))
     cli.print_settings("generate_domain_specs", settings)
     if args.offline_fallback:
         teacher = GrammarTeacher(settings["seed"], config[SECTION]["refusal_fraction"])
@@ -67,9 +74,11 @@ def main(args: argparse.Namespace) -> int:
     summary = generate_domain_specs(
         teacher=teacher, prompts_path=settings["prompts_path"], examples_per_schema=settings["examples_per_schema"],
         schemas_per_domain=settings["schemas_per_domain"], max_domains=settings["max_domains"],
-        seed=settings["seed"], retries=settings["teacher_retries"], out=settings["out"], settings=settings)
+        seed=settings["seed"], retries=settings["teacher_retries"], out=settings["out"], resume=settings["resume"],
+        settings=settings)
     cli.print_outputs("generate_domain_specs", {
-        "domain specs": f"{settings['out']} ({summary['specs_written']} specs from {summary['prompts']} prompts)",
+        "domain specs": f"{settings['out']} ({summary['specs_written']} specs from {summary['prompts']} prompts: "
+                        f"{summary['specs_kept']} kept from an earlier run, {summary['specs_asked']} asked)",
         "skipped (never validated)": summary["skipped_invalid"],
         "provenance": meta_path(settings["out"])})
     return 0

@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint dir: a LoRA adapter or a full (scratch) model, e.g. <run>/checkpoint-final")
     parser.add_argument("--schema", required=True, help="JSON file with the DSL's JSON Schema (or a d_02 record)")
     parser.add_argument("--schema-format", choices=SCHEMA_FORMATS,
-                        help="how the prompt renders the schema (default: the one in the run's run_config.json, "
-                             "else compact)")
+                        help="how the prompt renders the schema (default: the one the checkpoint's training corpus "
+                             "was built with, as schema_format in its run_config.json; else compact, with a note)")
     # Requests
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--query", action="append", help="one request; repeat for several")

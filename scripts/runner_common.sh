@@ -39,6 +39,32 @@ config_value() {
 v = load_config(sys.argv[1])[sys.argv[2]][sys.argv[3]]; print('' if v is None else v)" "$1" "$2" "$3"
 }
 
+# Checks flags a runner forwards to a script with that script's own parser (its build_parser()), so a bad one
+# stops the runner in one line (exit 2) before any step runs. Usage: check_forwarded_flags RUNNER SCRIPT FLAGS...
+check_forwarded_flags() {
+  local runner="$1" script="$2"; shift 2
+  [ $# -gt 0 ] || return 0
+  uv run --frozen python - "$runner" "$script" "$@" <<'PY'
+import importlib.util
+import sys
+
+runner, script, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
+spec = importlib.util.spec_from_file_location("forwarded_script", script)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+parser = module.build_parser()
+
+
+def one_line(message: str) -> None:  # argparse would print its usage block too
+    print(f"error: {runner}: {message} (forwarded to {script}; see its --help)", file=sys.stderr)
+    sys.exit(2)
+
+
+parser.error = one_line
+parser.parse_args(flags)
+PY
+}
+
 # The newest checkpoint-N folder inside a run directory ("" when there is none).
 latest_checkpoint() {
   local dir="$1"

@@ -4,7 +4,10 @@ A LoRA SFT adapter is merged into its base (<output-dir>/sft-merged) and a new L
 top, measured against the merged model; a full SFT model (the scratch student) is trained in full against a
 frozen copy of itself. TRL's DPOTrainer does the training (Unsloth on CUDA for LoRA, when it imports).
 Writes <output-dir>/checkpoint-N/, checkpoint-final/ (adapter or model + tokenizer, loadable like any
-student checkpoint), training_metrics.jsonl (TRL's loss and rewards/* per log) and run_config.json.
+student checkpoint; an adapter names its base as "../sft-merged", so the run dir loads after a move),
+training_metrics.jsonl (TRL's loss and rewards/* per log) and run_config.json (with the schema_format of
+the SFT checkpoint, which predict renders prompts with). The pairs must be conversational (as
+build_alignment_pairs.py writes them): TRL applies the chat template to them exactly as SFT did.
 An empty pairs file trains nothing and exits 0.
 
 Run as:
@@ -45,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed for init and data order")
 
     # schedule
-    p.add_argument("--max-steps", dest="max_steps", type=int, help="optimizer steps; -1 = one pass over the pairs")
+    p.add_argument("--max-steps", dest="max_steps", type=int,
+                   help="optimizer steps (an upper bound when --max-minutes is set); -1 = one pass over the pairs")
+    p.add_argument("--max-minutes", dest="max_minutes", type=float,
+                   help="time budget of the DPO loop in minutes: the step time is measured and the schedule fitted "
+                        "to end inside it (0 = none)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="pairs per device batch")
     p.add_argument("--grad-accum", dest="grad_accum", type=int, help="batches per optimizer step")
     p.add_argument("--learning-rate", dest="learning_rate", type=float, help="peak learning rate (linear decay)")
@@ -61,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # precision, memory
     p.add_argument("--load-in-4bit", dest="load_in_4bit", action=BOOL, help="4-bit base weights (unsloth backend)")
-    p.add_argument("--bf16", action=BOOL, help="bf16 mixed precision where supported (CUDA with bf16, CPU autocast)")
+    cli.add_measured_switch(p, "--bf16", "bf16", "bf16 mixed precision (CUDA with bf16, CPU autocast)")
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int,
                    help="tokens per prompt+completion; longer pairs are dropped and counted")
 

@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw batches of similar lengths so padding stays small")
 
     # schedule
-    p.add_argument("--max-steps", dest="max_steps", type=int, help="optimizer steps; -1 = use --num-epochs")
+    p.add_argument("--max-steps", dest="max_steps", type=int,
+                   help="optimizer steps (an upper bound when --max-minutes is set); -1 = use --num-epochs")
+    p.add_argument("--max-minutes", dest="max_minutes", type=float,
+                   help="time budget of the training loop in minutes: the step time is measured and the schedule "
+                        "fitted to end inside it (0 = none)")
     p.add_argument("--num-epochs", dest="num_epochs", type=float, help="epochs, used when --max-steps is -1")
     p.add_argument("--logging-steps", dest="logging_steps", type=int, help="log train metrics every N steps")
     p.add_argument("--eval-steps", dest="eval_steps", type=int, help="eval_loss + sample generations every N steps")
@@ -88,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # precision, memory, threads
     p.add_argument("--load-in-4bit", dest="load_in_4bit", action=BOOL, help="4-bit base weights (unsloth backend)")
-    p.add_argument("--bf16", action=BOOL, help="bf16 mixed precision where supported (CUDA with bf16, CPU autocast)")
-    p.add_argument("--torch-compile", dest="torch_compile", action=BOOL,
-                   help="torch.compile the model; pads every batch to --max-seq-length (one shape, one compile)")
+    cli.add_measured_switch(p, "--bf16", "bf16", "bf16 mixed precision (CUDA with bf16, CPU autocast)")
+    cli.add_measured_switch(p, "--torch-compile", "torch_compile",
+                            "torch.compile the model; pads every batch to --max-seq-length (one shape, one compile)")
     p.add_argument("--use-gradient-checkpointing", dest="use_gradient_checkpointing", action=BOOL,
                    help="recompute activations to save memory")
     p.add_argument("--eval-accumulation-steps", dest="eval_accumulation_steps", type=int,

@@ -2,6 +2,8 @@
 plus canned teacher content for a real DSL schema built from data/."""
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,27 @@ def real_schema_row() -> dict[str, Any]:
 def canned_responder(request: ChatRequest) -> Any:
     """Valid teacher replies for real_schema_row(), chosen by the request's task."""
     return {"spec": CANNED_SPEC, "pairs": {"pairs": CANNED_PAIRS}, "verdict": CANNED_VERDICT}[request.task]
+
+
+class LLMLikeResponder:
+    """Replies like an LLM, for any schema: a new spec on every call (a new description, so a new schema in
+    stage 2), and for a pairs request as many fresh, valid pairs as it asks for, with the refusals it asks for
+    (``{"type": "query", "limit": k}`` fits every schema build_schemas.py makes)."""
+
+    def __init__(self) -> None:
+        self.counter = itertools.count(1)
+
+    def __call__(self, request: ChatRequest) -> Any:
+        if request.task == "spec":
+            n = next(self.counter)
+            return {"description": f"Records, take {n}.", "fields": FIELDS,
+                    "example_queries": [f"example {n}.{i}" for i in range(4)]}
+        text = request.messages[-1]["content"]
+        size, refusals = map(int, re.search(r"exactly (\d+) pairs.*?(\d+) of them refusals", text).groups())
+        pairs = []
+        for i in range(size):
+            n = next(self.counter)
+            ast = ({"type": "refusal", "reason": "no such field", "suggestion": "list the records"}
+                   if i < refusals else {"type": "query", "limit": 1 + n % 500})
+            pairs.append({"language": "en" if i % 2 else "fr", "query": f"request number {n}", "ast": ast})
+        return {"pairs": pairs}

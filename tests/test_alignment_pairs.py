@@ -11,10 +11,10 @@ import pytest
 from helpers import make_tiny_corpus, make_tiny_student
 
 from ast_distill import cli
-from ast_distill.alignment import completion_ending, pairs_meta_path
-from ast_distill.canonical import render_ast
+from ast_distill.alignment import pairs_meta_path
 from ast_distill.config import REPO_ROOT
 from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
+from ast_distill.prompting import build_completion
 from ast_distill.student import load_tokenizer, prompt_text
 
 TEACHER_AST = {"type": "query", "filter": {"field": "price", "op": "above", "value": 20}}
@@ -65,10 +65,20 @@ def write_rows(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def build(tmp_path: Path, student: str, rows: list[dict[str, Any]], *extra: str) -> tuple[int, Path]:
+def pref_rows(n: int = 8, schema_format: str = "compact") -> list[dict[str, Any]]:
+    """The d_04 rows the evaluation read: the tiny corpus, with the ids eval_row gives them."""
+    rows = make_tiny_corpus(n, schema_format=schema_format)
+    return [dict(row, id=f"row-{i}", split="pref") for i, row in enumerate(rows)]
+
+
+def build(tmp_path: Path, student: str, rows: list[dict[str, Any]], *extra: str,
+          dataset: list[dict[str, Any]] | None = None) -> tuple[int, Path]:
     results = write_rows(tmp_path, rows)
+    d04 = tmp_path / "d_04_training_corpus.jsonl"
+    write_jsonl_atomic(d04, pref_rows() if dataset is None else dataset)
     out = tmp_path / "pairs" / "dpo_pairs.jsonl"
-    code = run_pairs(["--eval-results", str(results), "--out", str(out), "--adapter", student, *extra])
+    code = run_pairs(["--eval-results", str(results), "--dataset", str(d04), "--out", str(out),
+                      "--adapter", student, *extra])
     return code, out
 
 
@@ -84,28 +94,48 @@ def mixed_rows(student: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_completion_ending_makes_pairs_the_exact_sft_sequence(student_dir: str) -> None:
-    tokenizer = load_tokenizer(student_dir)
-    ending = completion_ending(tokenizer)
-    row = make_tiny_corpus(1)[0]
-    sft_text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
-    assert ending == "<end_of_turn>\n"
-    assert prompt_text(tokenizer, row["prompt"]) + render_ast(row["ast"]) + ending == sft_text
+def assistant(content: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": content}]
 
 
-def test_chosen_is_teacher_ast_and_rejected_is_student_output_rendered_or_raw(tmp_path: Path,
-                                                                             student_dir: str) -> None:
+def test_pairs_are_the_evaluated_prompt_messages_and_one_assistant_message_per_side(tmp_path: Path,
+                                                                                    student_dir: str) -> None:
     rows = mixed_rows(student_dir)
     code, out = build(tmp_path, student_dir, rows)
     assert code == 0
     pairs = {p["id"]: p for p in read_jsonl(out)}
     assert sorted(pairs) == ["row-0", "row-1"]
-    end = "<end_of_turn>\n"
-    assert pairs["row-0"]["prompt"] == rows[0]["prompt_text"]
-    assert pairs["row-0"]["chosen"] == render_ast(TEACHER_AST) + end
-    assert pairs["row-0"]["rejected"] == '{"type":"query","filter":{"field":"price","op":"above","value":30}}' + end
-    assert pairs["row-1"]["chosen"] == render_ast(REFUSAL) + end  # reason and suggestion kept
-    assert pairs["row-1"]["rejected"] == '{"type":"query","filter":' + end
+    d04 = pref_rows()
+    assert pairs["row-0"]["prompt"] == d04[0]["prompt"] and pairs["row-1"]["prompt"] == d04[1]["prompt"]
+    assert prompt_text(tokenizer_of(student_dir), pairs["row-0"]["prompt"]) == rows[0]["prompt_text"]
+    # chosen: the teacher's AST as SFT's completion; rejected: the student's AST so rendered, or its raw text
+    assert pairs["row-0"]["chosen"] == build_completion(TEACHER_AST)
+    assert pairs["row-0"]["rejected"] == assistant('{"type":"query","filter":{"field":"price","op":"above","value":30}}')
+    assert pairs["row-1"]["chosen"] == build_completion(REFUSAL)  # reason and suggestion kept
+    assert pairs["row-1"]["rejected"] == assistant('{"type":"query","filter":')
+
+
+def test_a_record_that_carries_its_prompt_messages_needs_no_dataset_row(tmp_path: Path, student_dir: str) -> None:
+    row = eval_row(student_dir, 0, verdict=False, teacher=TEACHER_AST, student_ast=WRONG_AST)
+    row["prompt"] = pref_rows(1)[0]["prompt"]
+    code, out = build(tmp_path, student_dir, [row], dataset=[])
+    assert code == 0
+    assert read_jsonl(out)[0]["prompt"] == row["prompt"]
+
+
+def test_a_dataset_without_the_row_or_with_another_prompt_is_a_one_line_error_and_writes_nothing(
+        tmp_path: Path, student_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [eval_row(student_dir, 0, verdict=False, teacher=TEACHER_AST, student_ast=WRONG_AST)]
+    code, out = build(tmp_path, student_dir, rows, dataset=pref_rows()[1:])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no row with its id" in err and "--dataset" in err
+    # the same ids, but the schema rendered as JSON: not the prompt the student was evaluated on
+    code, out = build(tmp_path, student_dir, rows, dataset=pref_rows(schema_format="json"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "renders to other text" in err
+    assert not out.exists() and not pairs_meta_path(out).exists()
 
 
 def test_drops_are_counted_by_reason_in_meta_and_on_stdout(tmp_path: Path, student_dir: str,
@@ -116,7 +146,7 @@ def test_drops_are_counted_by_reason_in_meta_and_on_stdout(tmp_path: Path, stude
     assert meta["rows"] == 6 and meta["pairs"] == 2
     assert meta["dropped"] == {"teacher_accepted": 1, "no_teacher_verdict": 1, "no_teacher_ast": 1,
                                "chosen_equals_rejected": 1, "over_max_pairs": 0}
-    assert meta["completion_ending"] == "<end_of_turn>\n" and meta["versions"]["trl"]
+    assert meta["versions"]["trl"] and meta["settings"]["dataset"].endswith("d_04_training_corpus.jsonl")
     stdout = capsys.readouterr().out
     assert "kept 2 of 6" in stdout and "teacher_accepted 1" in stdout and "chosen_equals_rejected 1" in stdout
 

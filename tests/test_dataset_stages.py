@@ -18,7 +18,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from ast_distill.config import REPO_ROOT
-from ast_distill.dataset import generate_dataset
+from ast_distill.dataset import build_schemas, generate_dataset, generate_domain_specs
 from ast_distill.errors import UserError
 from ast_distill.jsonl import read_jsonl, write_jsonl_atomic
 from ast_distill.prompting import build_completion, build_prompt
@@ -369,3 +369,87 @@ def test_teacher_failure_keeps_the_rows_already_written(tmp_path: Path, pipeline
         run_library_stage(pipeline, tmp_path, StubLLMTeacher(fail_on_call=2))
     kept = read_jsonl(tmp_path / "d_03.jsonl")
     assert len(kept) == 5 and len({r["schema_id"] for r in kept}) == 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# Stages 1 and 2 on a rerun: specs made with the same settings are kept, schema ids stay
+# --------------------------------------------------------------------------------------------------------
+
+class StubSpecTeacher(Teacher):
+    """Writes a new spec on every call (as an LLM does); records the (prompt, seed) of each call; can fail."""
+
+    name = "stub"
+
+    def __init__(self, model: str = "stub-1", fail_on_call: int | None = None) -> None:
+        self.model, self.concurrency = model, 1
+        self.calls: list[str] = []
+        self.fail_on_call = fail_on_call
+
+    async def domain_spec(self, prompt_row: dict[str, Any], examples_per_schema: int, seed: int) -> dict[str, Any]:
+        self.calls.append(prompt_row["id"])
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise TeacherError("the stub server went away")
+        return {"description": f"take {len(self.calls)}", "fields": prompt_row["fields"][:5],
+                "example_queries": [f"request {len(self.calls)}"]}
+
+
+def run_specs(tmp_path: Path, teacher: Teacher, prompts: list[dict[str, Any]] | None = None,
+              examples: int = 3, seed: int = 1, resume: bool = True) -> list[dict[str, Any]]:
+    write_jsonl_atomic(tmp_path / "prompts.jsonl", prompts or PROMPTS[:3])
+    generate_domain_specs(teacher=teacher, prompts_path=tmp_path / "prompts.jsonl", examples_per_schema=examples,
+                          schemas_per_domain=2, max_domains=None, seed=seed, retries=0, out=tmp_path / "d_01.jsonl",
+                          settings={}, resume=resume)
+    return read_jsonl(tmp_path / "d_01.jsonl")
+
+
+def test_spec_rerun_asks_only_for_missing_or_changed_specs(tmp_path: Path) -> None:
+    first = run_specs(tmp_path, StubSpecTeacher())
+    assert len(first) == 6
+    same = StubSpecTeacher()
+    assert run_specs(tmp_path, same) == first and same.calls == []  # same settings: kept, no teacher call
+    write_jsonl_atomic(tmp_path / "d_01.jsonl", first[1:])  # a spec skipped (or lost) earlier
+    missing = StubSpecTeacher()
+    again = run_specs(tmp_path, missing)
+    assert missing.calls == [first[0]["prompt_id"]] and again[1:] == first[1:] and again[0]["id"] == first[0]["id"]
+    edited = [dict(p) for p in PROMPTS[:3]]
+    edited[2]["description"] += " Now with more detail."
+    changed_prompt = StubSpecTeacher()
+    run_specs(tmp_path, changed_prompt, prompts=edited)
+    assert changed_prompt.calls == [edited[2]["id"]] * 2  # both variants of the edited prompt, nothing else
+    for change in ({"examples": 4}, {"seed": 2}, {"resume": False}):
+        teacher = StubSpecTeacher()
+        run_specs(tmp_path, teacher, prompts=edited, **change)
+        assert len(teacher.calls) == 6, change
+    other_model = StubSpecTeacher(model="stub-2")
+    run_specs(tmp_path, other_model, prompts=edited, resume=True)
+    assert len(other_model.calls) == 6
+
+
+def test_a_spec_teacher_failure_keeps_the_specs_done_and_the_rerun_goes_on(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"of 6 specs asked for are done.*run again to resume.*went away") as caught:
+        run_specs(tmp_path, StubSpecTeacher(fail_on_call=3))
+    kept = read_jsonl(tmp_path / "d_01.jsonl")
+    assert f"({len(kept)} of 6" in str(caught.value) and 2 <= len(kept) < 6  # those finished before the stop
+    rest = StubSpecTeacher()
+    final = run_specs(tmp_path, rest)
+    assert len(rest.calls) == 6 - len(kept) and len(final) == 6 and all(r in final for r in kept)
+
+
+def test_schema_ids_follow_from_the_specs_and_the_seed(tmp_path: Path, pipeline: dict[str, Any]) -> None:
+    specs = pipeline["paths"]["specs"]
+
+    def ids(seed: int, name: str, specs_path: Path = specs) -> list[str]:
+        out = tmp_path / f"{name}.jsonl"
+        build_schemas(specs_path=specs_path, template_path=REPO_ROOT / "data" / "base_schema_template.json",
+                      catalog_path=REPO_ROOT / "data" / "operator_catalog.json", min_operators=4, max_operators=7,
+                      seed=seed, out=out, settings={})
+        return [r["id"] for r in read_jsonl(out)]
+
+    first = ids(11, "a")
+    assert ids(11, "b") == first  # same specs, same seed: same ids, run after run
+    assert ids(12, "c") != first
+    edited = read_jsonl(specs)
+    edited[0]["description"] = "a spec an LLM wrote again, differently"
+    write_jsonl_atomic(tmp_path / "edited.jsonl", edited)
+    other = ids(11, "d", tmp_path / "edited.jsonl")
+    assert other[0] != first[0] and other[1:] == first[1:]  # a new spec is a new schema: why stage 1 keeps specs

@@ -13,10 +13,11 @@ import torch
 from helpers import make_tiny_corpus, make_tiny_lora_base, make_tiny_student
 
 from ast_distill import cli
-from ast_distill.alignment import completion_ending
-from ast_distill.canonical import render_ast
-from ast_distill.config import REPO_ROOT
+from ast_distill.alignment import build_dpo_trainer, load_dpo_start, load_pairs, to_preference_dataset
+from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
+from ast_distill.prompting import build_completion
+from ast_distill.scratch import END_OF_TURN
 from ast_distill.student import load_student, load_tokenizer, prompt_text
 
 torch.set_num_threads(1)
@@ -37,12 +38,11 @@ def wrong_ast(ast: dict[str, Any]) -> dict[str, Any]:
     return {"type": "refusal", "reason": "not supported", "suggestion": "ask something else"}
 
 
-def write_pairs(path: Path, student: str, n: int = 8) -> Path:
-    tokenizer = load_tokenizer(student)
-    ending = completion_ending(tokenizer)
-    # The request alone as the prompt: the schema text would make every step ten times longer.
-    pairs = [{"id": row["id"], "prompt": prompt_text(tokenizer, [{"role": "user", "content": row["query"]}]),
-              "chosen": render_ast(row["ast"]) + ending, "rejected": render_ast(wrong_ast(row["ast"])) + ending}
+def write_pairs(path: Path, n: int = 8) -> Path:
+    """Conversational pairs as build_alignment_pairs.py writes them. The request alone as the prompt: the schema
+    text would make every step ten times longer."""
+    pairs = [{"id": row["id"], "prompt": [{"role": "user", "content": row["query"]}],
+              "chosen": build_completion(row["ast"]), "rejected": build_completion(wrong_ast(row["ast"]))}
              for row in make_tiny_corpus(n, val_every=0)]
     write_jsonl_atomic(path, pairs)
     return path
@@ -65,7 +65,7 @@ def weights(model: Any) -> dict[str, torch.Tensor]:
 
 def test_dpo_on_scratch_student_moves_weights_and_grows_the_reward_margin(tmp_path: Path) -> None:
     student = make_tiny_student(tmp_path)
-    pairs = write_pairs(tmp_path / "pairs.jsonl", student)
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
     before = weights(load_student(student, device="cpu")[0])
     out = tmp_path / "dpo"
     assert run_dpo(dpo_args(pairs, student, out)) == 0
@@ -105,7 +105,7 @@ def make_sft_adapter(tmp_path: Path) -> tuple[str, str]:
 
 def test_lora_start_trains_a_new_adapter_on_the_merged_sft_model(tmp_path: Path) -> None:
     base, adapter = make_sft_adapter(tmp_path)
-    pairs = write_pairs(tmp_path / "pairs.jsonl", adapter)
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "dpo"
     assert run_dpo(dpo_args(pairs, adapter, out, "--base-model", "scratch", "--lora-r", "4",
                             "--lora-alpha", "8", "--lora-dropout", "0.0", "--learning-rate", "0.01")) == 0
@@ -120,7 +120,7 @@ def test_lora_start_trains_a_new_adapter_on_the_merged_sft_model(tmp_path: Path)
 
     final = out / "checkpoint-final"
     adapter_config = json.loads((final / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] == str(merged_dir.resolve())
+    assert adapter_config["base_model_name_or_path"] == "../sft-merged"  # relative: the run dir can move
     dpo_model, _ = load_student(str(final), device="cpu")
     trained_b = [p for name, p in dpo_model.named_parameters() if "lora_B" in name]
     assert trained_b and any(p.abs().sum() > 0 for p in trained_b)  # LoRA B starts at zero: it moved
@@ -134,7 +134,7 @@ def test_lora_start_trains_a_new_adapter_on_the_merged_sft_model(tmp_path: Path)
 
 def test_resume_from_a_dpo_checkpoint_reaches_the_same_final_step(tmp_path: Path) -> None:
     student = make_tiny_student(tmp_path)
-    pairs = write_pairs(tmp_path / "pairs.jsonl", student)
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "dpo"
     args = dpo_args(pairs, student, out, "--max-steps", "4", "--save-steps", "2", "--save-total-limit", "0")
     assert run_dpo(args) == 0
@@ -154,28 +154,109 @@ def test_resume_from_a_dpo_checkpoint_reaches_the_same_final_step(tmp_path: Path
 
 def test_bad_resume_path_and_bad_pairs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     student = make_tiny_student(tmp_path)
-    pairs = write_pairs(tmp_path / "pairs.jsonl", student, n=2)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=2)
     assert run_dpo(dpo_args(pairs, student, tmp_path / "dpo", "--resume-from-checkpoint", str(tmp_path))) == 2
     assert "not a trainer checkpoint" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
-    write_jsonl_atomic(bad, [{"id": "x", "prompt": "p", "chosen": "c"}])
+    write_jsonl_atomic(bad, [{"id": "x", "prompt": "p", "chosen": "c", "rejected": "r"}])  # the old text format
     assert run_dpo(dpo_args(bad, student, tmp_path / "dpo")) == 2
-    assert "has no text 'rejected'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no 'prompt' chat messages" in err and "rebuild the pairs" in err and len(err.strip().splitlines()) == 1
+    write_jsonl_atomic(bad, [{"id": "x", "prompt": [{"role": "user", "content": "p"}], "chosen": build_completion({})}])
+    assert run_dpo(dpo_args(bad, student, tmp_path / "dpo")) == 2
+    assert "has no 'rejected' as one assistant message" in capsys.readouterr().err
     assert run_dpo(dpo_args(pairs, str(tmp_path / "missing"), tmp_path / "dpo")) == 2
     assert "missing" in capsys.readouterr().err
 
 
-def test_prompt_tokens_match_inference_when_the_tokenizer_adds_bos_itself(tmp_path: Path) -> None:
+def dpo_cfg(tmp_path: Path, start: str, pairs: Path) -> dict[str, Any]:
+    """Resolved alignment settings (as train_alignment_dpo.py resolves them) for a tiny run."""
+    cfg = dict(load_config(REPO_ROOT / "config" / "offline.json")["alignment"])
+    cfg.update(pairs_out=str(pairs), adapter=start, output_dir=str(tmp_path / "dpo"), max_seq_length=4096,
+               bf16=False, load_in_4bit=False, max_steps=1, batch_size=1, save_steps=0)
+    return cfg
+
+
+def dpo_tokenized(cfg: dict[str, Any], tokenizer: Any = None) -> dict[str, Any]:
+    """The first pair as DPO trains on it: TRL's DPOTrainer tokenizes the dataset when it is built."""
+    start = load_dpo_start(cfg, "hf", Path(cfg["output_dir"]), log=lambda *_: None)
+    if tokenizer is not None:
+        start.setup.tokenizer = tokenizer
+    dataset, _ = to_preference_dataset(load_pairs(cfg["pairs_out"]), start.setup.tokenizer, cfg["max_seq_length"])
+    trainer = build_dpo_trainer(cfg, start, dataset, Path(cfg["output_dir"]), bf16=False, device="cpu")
+    return trainer.train_dataset[0]
+
+
+def sft_tokens(tmp_path: Path, student: str, row: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) of a d_04 row as SFT trains on it: TRL's SFTTrainer over training.to_dataset."""
+    from trl import SFTConfig, SFTTrainer
+
+    from ast_distill.training import to_dataset
+
+    model, tokenizer = load_student(student, device="cpu", for_training=True)
+    args = SFTConfig(output_dir=str(tmp_path / "sft"), completion_only_loss=True, max_length=4096, report_to="none",
+                     use_cpu=True)
+    example = SFTTrainer(model=model, args=args, train_dataset=to_dataset([row]),
+                         processing_class=tokenizer).train_dataset[0]
+    pairs = list(zip(example["input_ids"], example["labels"]))  # label -100: a prompt token, not trained on
+    return [i for i, label in pairs if label == -100], [i for i, label in pairs if label != -100]
+
+
+def test_dpo_trains_on_the_sft_completion_tokens_ending_at_end_of_turn_with_no_eos(tmp_path: Path) -> None:
+    student = make_tiny_student(tmp_path)
+    row = make_tiny_corpus(1)[0]
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl_atomic(pairs, [{"id": row["id"], "prompt": row["prompt"], "chosen": row["completion"],
+                                "rejected": build_completion(wrong_ast(row["ast"]))}])
+    tokenized = dpo_tokenized(dpo_cfg(tmp_path, student, pairs))
+    sft_prompt, sft_completion = sft_tokens(tmp_path, student, row)
+    tokenizer = load_tokenizer(student)
+
+    at_inference = tokenizer(prompt_text(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+    assert tokenized["prompt_ids"] == sft_prompt == at_inference
+    assert tokenized["chosen_ids"] == sft_completion  # the teacher's AST: exactly what SFT supervises
+    end = tokenizer(END_OF_TURN + "\n", add_special_tokens=False)["input_ids"]
+    for side in ("chosen_ids", "rejected_ids"):
+        assert tokenized[side][-len(end):] == sft_completion[-len(end):] == end  # no eos after the end of turn
+        assert tokenizer.eos_token_id not in tokenized[side]
+
+
+def test_dpo_prompt_tokens_match_inference_when_the_tokenizer_adds_bos_itself(tmp_path: Path) -> None:
     from tokenizers.processors import TemplateProcessing
 
-    from ast_distill.alignment import prompt_for_tokenizer
-
-    tokenizer = load_tokenizer(make_tiny_student(tmp_path))
-    text = prompt_text(tokenizer, [{"role": "user", "content": "products above 5 euros"}])
-    at_inference = tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert prompt_for_tokenizer(text, tokenizer) == text  # no bos added by this tokenizer: nothing cut
-    assert tokenizer(text)["input_ids"] == at_inference
+    student = make_tiny_student(tmp_path)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=1)
+    tokenizer = load_tokenizer(student)
     tokenizer._tokenizer.post_processor = TemplateProcessing(  # like Gemma's: <bos> before every text
         single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)])
-    assert tokenizer(text)["input_ids"][:2] == [tokenizer.bos_token_id] * 2  # TRL would double it
-    assert tokenizer(prompt_for_tokenizer(text, tokenizer))["input_ids"] == at_inference
+    text = prompt_text(tokenizer, load_pairs(pairs)[0]["prompt"])
+    assert tokenizer(text)["input_ids"][:2] == [tokenizer.bos_token_id] * 2  # plain text would double it
+    tokenized = dpo_tokenized(dpo_cfg(tmp_path, student, pairs), tokenizer)
+    assert tokenized["prompt_ids"] == tokenizer(text, add_special_tokens=False)["input_ids"]  # one <bos>
+
+
+def test_a_moved_dpo_run_dir_still_loads_its_checkpoints_and_keeps_the_sft_schema_format(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    _, adapter = make_sft_adapter(outputs)
+    (Path(adapter).parent / "run_config.json").write_text(json.dumps({"stage": "sft", "schema_format": "json"}))
+    pairs = write_pairs(outputs / "pairs.jsonl")
+    out = outputs / "dpo"
+    assert run_dpo(dpo_args(pairs, adapter, out, "--base-model", "scratch", "--max-steps", "2", "--save-steps", "1",
+                            "--save-total-limit", "0", "--lora-r", "4", "--lora-alpha", "8",
+                            "--lora-dropout", "0.0", "--learning-rate", "0.01")) == 0
+    ids = torch.tensor([[2, 5, 9, 14, 20]])
+    names = ("checkpoint-1", "checkpoint-final")
+    with torch.no_grad():
+        before = {name: load_student(str(out / name), device="cpu")[0](ids).logits for name in names}
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(outputs, moved)
+    shutil.rmtree(outputs)  # the SFT adapter, its base and the old sft-merged are gone
+
+    for name in names:
+        folder = moved / "dpo" / name
+        assert read_json(folder / "adapter_config.json")["base_model_name_or_path"] == "../sft-merged"
+        model, _ = load_student(str(folder), device="cpu")
+        with torch.no_grad():
+            assert torch.allclose(model(ids).logits, before[name])
+    assert read_json(moved / "dpo" / "checkpoint-final" / "run_config.json")["schema_format"] == "json"
+    assert read_json(moved / "dpo" / "run_config.json")["schema_format"] == "json"

@@ -24,6 +24,7 @@ from ast_distill.evaluation import (
     select_rows,
     summarize,
 )
+from ast_distill.fingerprint import checkpoint_fingerprint
 from ast_distill.generation import Generation
 from ast_distill.jsonl import read_jsonl, write_jsonl_atomic
 from ast_distill.teachers.base import Teacher, TeacherError, Verdict
@@ -239,29 +240,103 @@ def test_killed_evaluation_resumes_without_rescoring_rows(tmp_path: Path, tiny_s
     assert summary["calls_this_run"]["generated"] == 0 and not third.asked and summary["n"] == 12
 
 
-def test_a_teacher_failure_keeps_finished_batches_and_the_rerun_does_the_rest(tmp_path: Path,
-                                                                              tiny_student: str) -> None:
+def test_a_judge_that_always_fails_leaves_a_finished_evaluation_with_every_row_marked_error(
+        tmp_path: Path, tiny_student: str) -> None:
     settings = make_settings(tmp_path, tiny_student, 8)
     config = load_config(REPO_ROOT / "config" / "offline.json")
-    with pytest.raises(UserError, match="run again to resume"):
-        run_evaluation(settings, config, teacher=CountingTeacher(fail_at=6))  # dies in the second batch of 4
-    kept = read_jsonl(settings.eval_results)
-    assert len(kept) == 4
-    summary = run_evaluation(settings, config, teacher=CountingTeacher())
-    assert summary["calls_this_run"]["generated"] == 4 and summary["n"] == 8
+    down = CountingTeacher(fail_at=1)
+    summary = run_evaluation(settings, config, teacher=down)
+    records = read_jsonl(settings.eval_results)
+    assert len(records) == summary["n"] == 8 and not any(r["semantic_match"] for r in records)  # all judged
+    assert len(down.asked) == 8
+    assert all(r["teacher_verdict"] == "error" and r["teacher_reason"] == "fake teacher down"
+               and r["teacher_canonical"] is None for r in records)
+    assert summary["overall"]["judge_error_rate"] == 1.0 and summary["overall"]["teacher_accept_rate"] == 0.0
+    # Rows judged "error" count as done on resume (--no-resume judges them again).
+    again = run_evaluation(settings, config, teacher=CountingTeacher())
+    assert again["calls_this_run"]["generated"] == 0 and again["overall"]["judge_error_rate"] == 1.0
 
 
-def test_resuming_results_made_another_way_is_refused_until_no_resume(tmp_path: Path, tiny_student: str) -> None:
+def test_a_judge_error_is_neither_an_accept_nor_a_rejection_that_makes_a_dpo_pair() -> None:
+    from ast_distill import alignment, reporting
+
+    error = {**score(GOLD, '{"type":"query"}'), "teacher_verdict": "error", "teacher_reason": "down",
+             "split": "pref", "schema_seen": True}
+    rejected = {**error, "id": "other", "teacher_verdict": False, "teacher_canonical": GOLD}
+    m = metrics([error, rejected])
+    assert (m["teacher_accept_rate"], m["semantic_pass_rate"], m["judge_error_rate"]) == (0.0, 0.0, 0.5)
+    assert reporting.teacher_accepted(error) is None and not reporting.row_passes(error)
+    assert alignment.teacher_accepted(error) is None
+    prompts = {r["id"]: make_tiny_corpus(1)[0]["prompt"] for r in (error, rejected)}
+    for only_rejected in (True, False):
+        pairs = alignment.build_pairs([error, rejected], prompts, only_rejected=only_rejected)
+        assert [p["id"] for p in pairs.pairs] == ["other"]
+
+
+def test_results_made_another_way_start_over_and_say_why(tmp_path: Path, tiny_student: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path, tiny_student, 4)
     config = load_config(REPO_ROOT / "config" / "offline.json")
     run_evaluation(settings, config, teacher=None)
+    capsys.readouterr()
     free = make_settings(tmp_path, tiny_student, 4, constrained=False)
-    with pytest.raises(UserError, match="constrained=True"):
-        run_evaluation(free, config, teacher=None)
-    fresh = make_settings(tmp_path, tiny_student, 4, constrained=False, resume=False)
-    summary = run_evaluation(fresh, config, teacher=None)
+    summary = run_evaluation(free, config, teacher=None)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("starting over")]
+    assert len(said) == 1 and "constrained true -> false" in said[0]
     assert summary["calls_this_run"]["generated"] == 4 and summary["constrained"] is False
-    assert all(r["constrained"] is False for r in read_jsonl(fresh.eval_results))
+    assert all(r["constrained"] is False for r in read_jsonl(free.eval_results))
+    fresh = make_settings(tmp_path, tiny_student, 4, constrained=False, resume=False)
+    summary = run_evaluation(fresh, config, teacher=None)  # --no-resume: starts over even with nothing changed
+    assert summary["calls_this_run"]["generated"] == 4 and len(read_jsonl(fresh.eval_results)) == 4
+
+
+def test_an_unchanged_rerun_resumes_with_nothing_regenerated(tmp_path: Path, tiny_student: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path, tiny_student, 4)
+    config = load_config(REPO_ROOT / "config" / "offline.json")
+    first = run_evaluation(settings, config, teacher=None)
+    before = Path(settings.eval_results).read_bytes()
+    again = run_evaluation(settings, config, teacher=None)
+    assert again["calls_this_run"]["generated"] == 0 and again["overall"] == first["overall"]
+    assert Path(settings.eval_results).read_bytes() == before
+    assert "starting over" not in capsys.readouterr().out
+
+
+def test_a_changed_decoding_setting_starts_over(tmp_path: Path, tiny_student: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    config = load_config(REPO_ROOT / "config" / "offline.json")
+    run_evaluation(make_settings(tmp_path, tiny_student, 4), config, teacher=None)
+    capsys.readouterr()
+    longer = make_settings(tmp_path, tiny_student, 4, max_new_tokens=32)
+    summary = run_evaluation(longer, config, teacher=None)
+    out = capsys.readouterr().out
+    assert summary["calls_this_run"]["generated"] == 4 and "max_new_tokens 24 -> 32" in out
+    assert len(read_jsonl(longer.eval_results)) == 4
+    saved = json.loads(Path(longer.checkpoint_path).read_text(encoding="utf-8"))
+    assert saved["max_new_tokens"] == 32 and saved["done"] == 4
+
+
+def test_a_checkpoint_retrained_at_the_same_path_is_evaluated_again(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers import AutoModelForCausalLM
+
+    path = make_tiny_student(tmp_path / "run")
+    config = load_config(REPO_ROOT / "config" / "offline.json")
+    settings = make_settings(tmp_path, path, 4)
+    first = run_evaluation(settings, config, teacher=None)
+    # "runTraining.sh --force": other weights, same folder, same tokenizer and config.
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1)
+    model.save_pretrained(path)
+    capsys.readouterr()
+    second = run_evaluation(settings, config, teacher=None)
+    assert second["calls_this_run"]["generated"] == 4 and second["fingerprint"] != first["fingerprint"]
+    assert second["fingerprint"] == checkpoint_fingerprint(path) and second["adapter"] == first["adapter"]
+    assert "starting over" in capsys.readouterr().out
+    saved = json.loads(Path(settings.checkpoint_path).read_text(encoding="utf-8"))
+    assert saved["fingerprint"] == second["fingerprint"]
 
 
 def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_finishes(tmp_path: Path,
@@ -287,9 +362,10 @@ def test_baseline_evaluates_the_base_model_a_lora_adapter_names(tmp_path: Path) 
     settings = make_settings(tmp_path, adapter, 3, baseline=True)
     summary = run_evaluation(settings, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
     assert summary["baseline"] is True and summary["model_path"] == base and summary["n"] == 3
-    adapted = make_settings(tmp_path, adapter, 3)  # the adapter itself, into the same folder: refused
-    with pytest.raises(UserError, match="baseline=True"):
-        run_evaluation(adapted, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
+    adapted = make_settings(tmp_path, adapter, 3)  # the adapter itself, into the same folder: starts over
+    summary = run_evaluation(adapted, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
+    assert summary["baseline"] is False and summary["model_path"] == adapter
+    assert summary["calls_this_run"]["generated"] == 3
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

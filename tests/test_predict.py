@@ -10,11 +10,17 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student
+from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student, write_tiny_schemas
 
 from ast_distill import cli, dsl, student
-from ast_distill.config import REPO_ROOT
+from ast_distill.config import REPO_ROOT, load_config
+from ast_distill.corpus import build_training_corpus, corpus_schema_format
+from ast_distill.errors import UserError
+from ast_distill.generation import StudentGenerator
+from ast_distill.jsonl import write_jsonl_atomic
 from ast_distill.predict import predict, trained_schema_format
+from ast_distill.prompting import render_schema
+from ast_distill.training import train_sft
 
 torch.set_num_threads(1)
 SCHEMA = make_tiny_schema_record()["schema"]
@@ -81,14 +87,60 @@ def test_unconstrained_prediction_of_the_trained_student_also_finds_the_ast(trai
     assert all(r["parsed"] and r["schema_valid"] and not r["truncated"] for r in results)
 
 
-def test_schema_format_comes_from_the_run_config_beside_or_above_the_checkpoint(tmp_path: Path) -> None:
-    checkpoint = tmp_path / "run" / "checkpoint-final"
+def test_schema_format_is_the_top_level_key_of_the_checkpoint_or_run_dir_run_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, checkpoint = tmp_path / "run", tmp_path / "run" / "checkpoint-final"
     checkpoint.mkdir(parents=True)
     assert trained_schema_format(str(checkpoint)) == "compact"
-    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"training": {"schema_format": "json"}}))
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "records no schema_format" in err and "--schema-format" in err
+    # A config's schema_format is what a corpus was to be built with, not what this one was: not read.
+    (run / "run_config.json").write_text(json.dumps({"config": {"dataset_generation": {"schema_format": "json"}}}))
+    assert trained_schema_format(str(checkpoint)) == "compact"
+    (run / "run_config.json").write_text(json.dumps({"stage": "sft", "schema_format": "json"}))
     assert trained_schema_format(str(checkpoint)) == "json"
     (checkpoint / "run_config.json").write_text(json.dumps({"schema_format": "compact"}))
     assert trained_schema_format(str(checkpoint)) == "compact"
+    (checkpoint / "run_config.json").write_text(json.dumps({"schema_format": "yaml"}))
+    with pytest.raises(UserError, match="schema_format 'yaml' is not one of"):
+        trained_schema_format(str(checkpoint))
+
+
+def test_predict_renders_the_schema_as_the_checkpoint_corpus_was_built_json_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    schemas = tmp_path / "d_02.jsonl"
+    record = write_tiny_schemas(schemas)
+    d03 = tmp_path / "d_03.jsonl"
+    write_jsonl_atomic(d03, [{"id": row["id"], "schema_id": record["id"], "domain": record["domain"],
+                              "language": row["language"], "query": row["query"], "ast": row["ast"],
+                              "kind": row["kind"], "is_valid": True} for row in make_tiny_corpus(8)])
+    d04 = tmp_path / "d_04.jsonl"
+    build_training_corpus(dataset_path=d03, schemas_path=schemas, include_invalid=False, max_samples=None,
+                          heldout_schema_fraction=0.0, val_fraction=0.0, pref_fraction=0.0, test_fraction=0.0,
+                          schema_format="json", seed=0, out=d04, test_out=tmp_path / "d_05.jsonl", pretty_dir=None,
+                          pretty_sources=[], settings={})
+    assert corpus_schema_format(d04) == "json"
+    cfg = dict(load_config()["training"], training_corpus=str(d04), output_dir=str(tmp_path / "run"),
+               base_model="scratch", backend="hf", max_steps=1, batch_size=2, grad_accum=1, save_steps=0,
+               val_split=0.0, sample_generations=0, early_stop_patience=0, bf16=False, load_in_4bit=False,
+               max_seq_length=4096, torch_threads=1, scratch_hidden_size=32, scratch_num_layers=1,
+               scratch_num_heads=2, scratch_num_kv_heads=1, scratch_head_dim=16, scratch_intermediate_size=64,
+               scratch_vocab_size=400)
+    final = train_sft(cfg, log=lambda *_: None)["checkpoint_final"]
+    assert json.loads((Path(final) / "run_config.json").read_text())["schema_format"] == "json"
+
+    prompts: list[str] = []
+    generate_all = StudentGenerator.generate_all
+
+    def recording(self: StudentGenerator, texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        prompts.extend(texts)
+        return generate_all(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(StudentGenerator, "generate_all", recording)
+    predict(final, record["schema"], ["products above 5 euros"], max_new_tokens=4, device="cpu")
+    assert len(prompts) == 1
+    assert render_schema(record["schema"], "json") in prompts[0]
+    assert render_schema(record["schema"], "compact") not in prompts[0]
 
 
 def load_script() -> Any:

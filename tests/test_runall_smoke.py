@@ -84,3 +84,26 @@ def test_runall_stops_in_one_line_when_the_ollama_teacher_is_unreachable(tmp_pat
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "ollama serve" in done.stderr and "config/offline.json" in done.stderr
     assert not (tmp_path / "logs" / "dataset.log").exists()  # no stage started
+
+
+def _run_alignment(tmp: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, AST_DISTILL_ENV_READY="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(["bash", str(REPO_ROOT / "runAlignment.sh"), *flags], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_run_alignment_documents_no_resume_and_refuses_a_path_it_chooses_in_one_line(tmp_path: Path) -> None:
+    shown = _run_alignment(tmp_path, "--help")
+    assert shown.returncode == 0 and "--no-resume" in shown.stdout and "forwarded" in shown.stdout
+    refused = _run_alignment(tmp_path, "--no-resume", "--eval-results", str(tmp_path / "x.jsonl"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--eval-results is chosen by the runner" in refused.stderr
+
+
+@pytest.mark.slow  # imports torch in a subprocess to parse the forwarded flags
+def test_run_alignment_checks_forwarded_flags_before_any_step_in_one_line(tmp_path: Path) -> None:
+    done = _run_alignment(tmp_path, "--config", str(REPO_ROOT / "config" / "offline.json"), "--no-resume",
+                          "--max-new-tokens", "many")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--max-new-tokens" in done.stderr and "evaluate_student.py" in done.stderr
+    assert "[alignment 1/5]" not in done.stdout

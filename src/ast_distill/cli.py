@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,6 +16,9 @@ EXIT_BAD_INPUT = 2
 def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
         argv: list[str] | None = None) -> int:
     """Parse argv, call main, turn a UserError into one line on stderr and exit code 2."""
+    words = sys.argv[1:] if argv is None else argv
+    if "-h" in words or "--help" in words:
+        show_defaults(parser, words)
     args = parser.parse_args(argv)
     try:
         return int(main(args) or 0)
@@ -51,3 +55,73 @@ def add_teacher_flags(parser: argparse.ArgumentParser, section: str) -> None:
     parser.add_argument("--teacher-retry-wait", type=float, default=None,
                         help=f"seconds before the first retry, doubling after each "
                              f"(default: {section}.teacher_retry_wait)")
+
+
+def switch_value(text: str) -> bool | str:
+    """true/false/always (as --bf16=always); argparse turns the ValueError into a usage error, exit 2."""
+    value = text.strip().lower()
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    if value == "always":
+        return "always"
+    raise ValueError(text)
+
+
+def add_measured_switch(parser: argparse.ArgumentParser, flag: str, dest: str, help_text: str) -> None:
+    """--X (on where measured faster), --X=always (on even where slower), --no-X (off); see hardware.py."""
+    switch_value.__name__ = "true, false or always"  # argparse names the type in its error line
+    parser.add_argument(flag, dest=dest, nargs="?", const=True, type=switch_value, metavar="always",
+                        help=f"{help_text}: --{flag[2:]} = on where this machine measures it faster, "
+                             f"--{flag[2:]}=always = on regardless, --no-{flag[2:]} = off")
+    parser.add_argument(f"--no-{flag[2:]}", dest=dest, action="store_const", const=False, help=argparse.SUPPRESS)
+
+
+CONFIG_DEFAULT = re.compile(r"\(default: ([a-z_]+)\.([a-z_0-9]+)")
+
+
+def config_file_in(words: list[str]) -> str | None:
+    """The value of --config among command-line words, if any."""
+    for i, word in enumerate(words):
+        if word == "--config" and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith("--config="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def show_defaults(parser: argparse.ArgumentParser, words: list[str]) -> None:
+    """Put each flag's default value into its help, for --help.
+
+    A flag whose help says "(default: section.key ...)" gets that key's value from the config the command line
+    names (config/defaults.json overlaid); a flag named after a key of the config section most of the parser's
+    flags belong to gets that value; any other flag with a default of its own shows it.
+    """
+    from .config import load_config
+
+    try:
+        config = load_config(config_file_in(words))
+    except Exception:  # noqa: BLE001  a bad --config is reported when the command runs, not by --help
+        return
+    dests = {a.dest for a in parser._actions}
+    section = max(config, key=lambda name: len(dests & set(config[name])))
+
+    def shown(value: object) -> str:
+        return json.dumps(value) if not isinstance(value, str) else value
+
+    for action in parser._actions:
+        text = action.help
+        if not text or text == argparse.SUPPRESS:
+            continue
+        match = CONFIG_DEFAULT.search(text)
+        if match and match.group(2) in config.get(match.group(1), {}):
+            value = config[match.group(1)][match.group(2)]
+            action.help = text[:match.end()] + f" = {shown(value)}".replace("%", "%%") + text[match.end():]
+        elif "default" in text:
+            continue
+        elif action.dest in config[section]:
+            value = config[section][action.dest]
+            action.help = text + f" (default: {section}.{action.dest} = {shown(value)})".replace("%", "%%")
+        elif action.default not in (None, argparse.SUPPRESS, False) and action.dest != "help":
+            action.help = text + " (default: %(default)s)"

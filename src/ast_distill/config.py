@@ -6,6 +6,9 @@ default is null say their type in NULLABLE_TYPES. Another config file (``--confi
 so it may hold only the keys it changes; a key the defaults do not know is an error, never ignored.
 
 Precedence for a value: command-line flag > config file > environment (LLM_MODEL, teacher model only) > .llmrc.
+The teacher model is resolved by that rule for generating and judging alike (generation_teacher_model,
+judge_teacher_model). teacher.host is null by default so that OLLAMA_HOST applies when no config sets it
+(teachers.ollama_teacher.resolve_ollama_host).
 """
 from __future__ import annotations
 
@@ -32,7 +35,11 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "max_steps": (int,),
     "openai_base_url": (str,),
     "openai_api_key_env": (str,),
+    "host": (str,),
 }
+
+# Switches that also take "always" (on even where the stage measures it slower; see hardware.py).
+ALWAYS_SWITCHES = ("bf16", "torch_compile")
 
 Config = dict[str, dict[str, Any]]
 
@@ -52,6 +59,8 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def _allowed_types(key: str, default: Any) -> tuple[type, ...]:
+    if key in ALWAYS_SWITCHES:
+        return (bool, str)
     if default is None:
         return NULLABLE_TYPES.get(key, (str, int, float, bool)) + (type(None),)
     if isinstance(default, bool):
@@ -88,6 +97,9 @@ def _overlay(base: Config, extra: dict[str, Any], path: Path) -> None:
             if not _type_ok(value, allowed):
                 names = "/".join("null" if t is type(None) else t.__name__ for t in allowed)
                 raise UserError(f"{path}: config key '{section}.{key}' must be {names}, got "
+                                f"{json.dumps(value)}")
+            if key in ALWAYS_SWITCHES and isinstance(value, str) and value != "always":
+                raise UserError(f"{path}: config key '{section}.{key}' must be true, false or \"always\", got "
                                 f"{json.dumps(value)}")
             base[section][key] = value
 
@@ -138,3 +150,21 @@ def read_llmrc(search: Iterable[Path] | None = None) -> str | None:
 def resolve_teacher_model(flag_value: str | None, config_value: str | None) -> str | None:
     """flag > config > LLM_MODEL > .llmrc; None when nothing names a model."""
     return flag_value or config_value or os.environ.get("LLM_MODEL") or read_llmrc()
+
+
+def generation_teacher_model(flag_value: str | None, config: Config) -> str | None:
+    """The model that writes the dataset (stages 1 and 3): flag > dataset_generation.teacher_model >
+    LLM_MODEL > .llmrc; None for the built-in teacher, which has no model."""
+    if config["teacher"]["backend"] == "grammar":
+        return None
+    return resolve_teacher_model(flag_value, config["dataset_generation"]["teacher_model"])
+
+
+def judge_teacher_model(flag_value: str | None, config: Config) -> str | None:
+    """The model that judges (evaluation, alignment, their preflight check), by the same rule as
+    generation_teacher_model: the config's value is evaluation.teacher_model, else the model that wrote the
+    data (dataset_generation.teacher_model); None for the built-in teacher."""
+    if config["teacher"]["backend"] == "grammar":
+        return None
+    configured = config["evaluation"]["teacher_model"] or config["dataset_generation"]["teacher_model"]
+    return resolve_teacher_model(flag_value, configured)

@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .dataset import normalize_query, write_meta
+from .dataset import meta_path, normalize_query, write_meta
 from .errors import UserError
-from .jsonl import read_jsonl, stable_id, write_jsonl_atomic, write_pretty_copy
+from .jsonl import read_json, read_jsonl, stable_id, write_jsonl_atomic, write_pretty_copy
 from .prompting import SCHEMA_FORMATS, build_completion, build_prompt
 
 CORPUS_SPLITS = ("train", "val", "pref")
@@ -79,6 +79,18 @@ def corpus_record(row: dict[str, Any], schema_row: dict[str, Any], split: str, s
             "completion": build_completion(row["ast"]), "ast": row["ast"], "query": row["query"]}
 
 
+def corpus_schema_format(corpus: str | Path) -> str | None:
+    """The schema_format a stage-4 corpus's prompts were rendered with, from its .meta.json; None when the
+    corpus has no meta (made by hand, or by a test) or one from before the format was recorded."""
+    path = meta_path(corpus)
+    if not path.is_file():
+        return None
+    meta = read_json(path)
+    summary = meta.get("summary") if isinstance(meta, dict) else None
+    found = summary.get("schema_format") if isinstance(summary, dict) else None
+    return str(found) if found is not None else None
+
+
 def _table(records: list[dict[str, Any]]) -> list[str]:
     lines = [f"  {'split':<14}{'rows':>7}{'en':>7}{'fr':>7}{'refusal':>9}{'schemas':>9}{'domains':>9}"]
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -138,7 +150,8 @@ def build_training_corpus(*, dataset_path: str | Path, schemas_path: str | Path,
         copies = [write_pretty_copy(p, pretty_dir) for p in [*pretty_sources, out, test_out] if Path(p).is_file()]
         outputs["pretty"] = [str(p) for p in copies]
     counts = Counter(r["split"] for r in corpus + test)
-    summary = {"rows_in": len(rows), "valid": len(valid), "invalid": len(invalid),
+    # What the prompts were rendered with: training records it, predict renders its prompts the same way.
+    summary = {"schema_format": schema_format, "rows_in": len(rows), "valid": len(valid), "invalid": len(invalid),
                "invalid_listed": include_invalid, "heldout_domains": sorted(held),
                "splits": {s: counts.get(s, 0) for s in SPLITS},
                "test_unseen": sum(1 for r in test if not r["schema_seen"]),

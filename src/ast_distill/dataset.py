@@ -8,6 +8,8 @@ fsync every ``checkpoint_every`` rows; a row's id is stable_id(schema_id, langua
 teacher seed derives from (seed, schema_id). A run killed at any point and run again therefore ends with
 exactly the rows of an uninterrupted run: the deterministic built-in teacher regenerates a partly written
 schema and only the missing ids are appended; an LLM teacher is asked only for the rows still missing.
+Stages 1 and 2 keep that contract across reruns: stage 1 keeps each spec made with the same settings
+(spec_fingerprint) and stage 2 is deterministic, so the schema ids that d_03's rows refer to survive.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from . import dsl
 from .errors import UserError
+from .fingerprint import json_digest
 from .jsonl import JsonlAppender, read_jsonl, stable_id, write_json_atomic, write_jsonl_atomic
 from .provenance import provenance
 from .teachers.base import GeneratedPair, Teacher, TeacherError, map_bounded
@@ -92,8 +95,20 @@ def read_domain_prompts(path: str | Path) -> list[dict[str, Any]]:
     return prompts
 
 
-def _spec_record(prompt: dict[str, Any], variant: int, body: dict[str, Any], teacher: Teacher) -> dict[str, Any]:
-    record: dict[str, Any] = {"id": stable_id(prompt["id"], variant), "prompt_id": prompt["id"], "variant": variant}
+def spec_id(prompt: dict[str, Any], variant: int) -> str:
+    return stable_id(prompt["id"], variant)
+
+
+def spec_fingerprint(teacher: Teacher, prompt: dict[str, Any], examples_per_schema: int, seed: int) -> str:
+    """What a d_01 record was made from: teacher backend and model, seed, examples_per_schema and the text
+    the teacher was asked with. A rerun keeps a record whose id and fingerprint match, without a call."""
+    return json_digest([teacher.name, teacher.model, seed, examples_per_schema,
+                        teacher.spec_prompt(prompt, examples_per_schema)])
+
+
+def _spec_record(prompt: dict[str, Any], variant: int, body: dict[str, Any], teacher: Teacher,
+                 fingerprint: str) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": spec_id(prompt, variant), "prompt_id": prompt["id"], "variant": variant}
     record.update({k: v for k, v in body.items() if k not in ("id", "prompt_id", "variant")})
     record["domain"] = prompt["domain"]  # held-out splits group variants by the prompt's domain name
     record.setdefault("description", prompt["description"])
@@ -102,11 +117,12 @@ def _spec_record(prompt: dict[str, Any], variant: int, body: dict[str, Any], tea
     queries = record.get("example_queries")
     record["example_queries"] = [q for q in queries if isinstance(q, str)] if isinstance(queries, list) else []
     record["teacher"] = teacher_label(teacher)
+    record["fingerprint"] = fingerprint
     return record
 
 
 async def _one_spec(teacher: Teacher, prompt: dict[str, Any], variant: int, examples: int, seed: int,
-                    retries: int) -> tuple[dict[str, Any] | None, str | None]:
+                    retries: int, fingerprint: str) -> tuple[dict[str, Any] | None, str | None]:
     """(record, None) or (None, why it was skipped). TeacherError propagates: the stage stops."""
     where = f"teacher reply for '{prompt['id']}' variant {variant}"
     attempt, last_error = 0, ""
@@ -116,7 +132,7 @@ async def _one_spec(teacher: Teacher, prompt: dict[str, Any], variant: int, exam
             if not isinstance(body, dict):
                 raise UserError(f"{where}: not a JSON object")
             dsl.check_fields(body.get("fields"), where)
-            return _spec_record(prompt, variant, body, teacher), None
+            return _spec_record(prompt, variant, body, teacher, fingerprint), None
         except UserError as exc:
             last_error = str(exc)
         attempt += 1
@@ -125,41 +141,69 @@ async def _one_spec(teacher: Teacher, prompt: dict[str, Any], variant: int, exam
 
 def generate_domain_specs(*, teacher: Teacher, prompts_path: str | Path, examples_per_schema: int,
                           schemas_per_domain: int, max_domains: int | None, seed: int, retries: int,
-                          out: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """Stage 1: one spec per (domain prompt, variant); invalid replies are retried, then skipped and counted."""
+                          out: str | Path, settings: dict[str, Any], resume: bool = True) -> dict[str, Any]:
+    """Stage 1: one spec per (domain prompt, variant); invalid replies are retried, then skipped and counted.
+
+    Resumable by id like stage 3: with ``resume``, a record already in ``out`` with the job's id (prompt,
+    variant) and fingerprint (spec_fingerprint: same teacher, seed, examples_per_schema, prompt text) is
+    kept without a teacher call. An LLM teacher writes new specs on every call, and new specs make new
+    schema ids in stage 2, which would orphan the rows stage 3 already wrote; so only missing (new, earlier
+    skipped) or changed specs are asked for. If the teacher fails for good, the specs done so far are written
+    (with the earlier records of those not asked yet) before the stage stops, so a rerun goes on from there.
+    """
     if examples_per_schema < 0 or schemas_per_domain < 1:
         raise UserError("examples_per_schema must be >= 0 and schemas_per_domain >= 1")
     prompts = read_domain_prompts(prompts_path)
     if max_domains is not None and max_domains >= 0:
         prompts = prompts[:max_domains]
     jobs = [(p, v) for p in prompts for v in range(schemas_per_domain)]
+    fingerprints = [spec_fingerprint(teacher, p, examples_per_schema, seed) for p, _ in jobs]
+    earlier = {row.get("id"): row for row in read_jsonl(out, missing_ok=True)} if resume else {}
+    kept = {i: earlier[spec_id(p, v)] for i, (p, v) in enumerate(jobs)
+            if earlier.get(spec_id(p, v), {}).get("fingerprint") == fingerprints[i]}
+    todo = [i for i in range(len(jobs)) if i not in kept]
     results: dict[int, tuple[dict[str, Any] | None, str | None]] = {}
-    bar = tqdm(total=len(jobs), unit="spec", desc="domain specs", disable=None)
+    bar = tqdm(total=len(todo), unit="spec", desc="domain specs", disable=None)
 
     async def run() -> None:
         try:
             async def one(index: int) -> tuple[dict[str, Any] | None, str | None]:
                 prompt, variant = jobs[index]
-                return await _one_spec(teacher, prompt, variant, examples_per_schema, seed, retries)
+                return await _one_spec(teacher, prompt, variant, examples_per_schema, seed, retries,
+                                       fingerprints[index])
 
             def done(index: int, result: tuple[dict[str, Any] | None, str | None]) -> None:
                 results[index] = result
                 bar.update(1)
 
-            await map_bounded(one, range(len(jobs)), teacher.concurrency, done)
+            await map_bounded(one, todo, teacher.concurrency, done)
         finally:
             bar.close()
             await teacher.aclose()
 
+    def record(index: int) -> dict[str, Any] | None:
+        if index in kept:
+            return kept[index]
+        if index in results:
+            return results[index][0]  # None: skipped as invalid
+        return earlier.get(spec_id(*jobs[index]))  # not asked yet (the teacher failed first): keep the old one
+
     try:
         asyncio.run(run())
     except TeacherError as exc:
-        raise UserError(f"domain specs: {exc}") from None
-    records = [results[i][0] for i in range(len(jobs)) if results[i][0] is not None]
-    skipped = [f"{jobs[i][0]['id']}#{jobs[i][1]}: {results[i][1]}" for i in range(len(jobs)) if results[i][0] is None]
+        if not resume:
+            raise UserError(f"domain specs stopped, {out} is left as it was: {exc}") from None
+        records = [r for r in map(record, range(len(jobs))) if r is not None]
+        write_jsonl_atomic(out, records)
+        write_meta(out, "generate_domain_specs", settings, {"stopped": str(exc), "specs_written": len(records),
+                                                            "specs_asked_done": len(results)}, teacher)
+        raise UserError(f"domain specs stopped ({len(results)} of {len(todo)} specs asked for are done and kept "
+                        f"in {out}; run again to resume): {exc}") from None
+    records = [r for r in map(record, range(len(jobs))) if r is not None]
+    skipped = [f"{jobs[i][0]['id']}#{jobs[i][1]}: {results[i][1]}" for i in todo if results[i][0] is None]
     write_jsonl_atomic(out, records)
-    summary = {"prompts": len(prompts), "specs_written": len(records), "skipped_invalid": len(skipped),
-               "skipped": skipped[:20]}
+    summary = {"prompts": len(prompts), "specs_written": len(records), "specs_kept": len(kept),
+               "specs_asked": len(todo), "skipped_invalid": len(skipped), "skipped": skipped[:20]}
     write_meta(out, "generate_domain_specs", settings, summary, teacher)
     return summary
 
@@ -171,7 +215,12 @@ def generate_domain_specs(*, teacher: Teacher, prompts_path: str | Path, example
 def build_schemas(*, specs_path: str | Path, template_path: str | Path, catalog_path: str | Path,
                   min_operators: int, max_operators: int, seed: int, out: str | Path,
                   settings: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2: fill the template for each spec with 4-7 operators under per-schema aliases."""
+    """Stage 2: fill the template for each spec with 4-7 operators under per-schema aliases.
+
+    Nothing to resume: it is pure and deterministic. Operators and aliases are drawn from a Random seeded
+    by (seed, spec id) and a schema id is stable_id(spec id, schema), so the same specs (which stage 1
+    keeps on a rerun), template, catalog and seed give the same schema ids, and stage 3's rows keep theirs.
+    """
     template = dsl.load_template(template_path)
     catalog = dsl.load_catalog(catalog_path)
     if not 1 <= min_operators <= max_operators:

@@ -2,12 +2,16 @@
 
 Per row: ``parsed`` (the output is one JSON object), ``schema_valid`` (it validates against the row's schema),
 ``exact_match`` (same completion text as the gold AST), ``semantic_match`` (same meaning: canonical forms
-equal), and the teacher's verdict. The teacher is asked only where the meaning differs from the gold AST;
-where it matches, the verdict is "accept" and the teacher's AST is the gold one, with no call.
+equal), and the teacher's verdict ``teacher_verdict``: True (accept), False (reject), None (no judge) or
+"error" (the judge failed after its retries; the row is kept and the run goes on). The teacher is asked only
+where the meaning differs from the gold AST; where it matches, the verdict is True with no call.
 
 Results are appended to ``evaluation_results.jsonl`` with flush + fsync every ``checkpoint_every`` rows, and a
-small checkpoint JSON beside it says what made them; a rerun skips the ids already scored, so a killed
-evaluation resumes where it stopped. The summary is computed from the results file and written atomically.
+small checkpoint JSON beside it records what made them (RESUME_KEYS: the checkpoint's fingerprint, the decoding
+settings, the selected rows). A rerun that finds the same record skips the ids already scored, so a killed
+evaluation resumes where it stopped; one that finds another record starts over, saying which keys differ.
+Rows whose verdict is "error" count as done: ``--no-resume`` judges them again. The summary is computed from
+the results file and written atomically.
 """
 from __future__ import annotations
 
@@ -28,18 +32,25 @@ from . import dsl, student
 from .canonical import canonical, exact_match, semantic_match
 from .config import Config
 from .errors import UserError
+from .fingerprint import checkpoint_fingerprint, json_digest
 from .generation import Generation, StudentGenerator
 from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
+from .hardware import machine_record
 from .provenance import provenance
 from .teachers import Teacher, TeacherError, Verdict, make_teacher
 
 SPLITS = ("train", "val", "pref", "test")
 RATE_KEYS = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate", "teacher_accept_rate",
-             "semantic_pass_rate", "refusal_precision", "refusal_recall", "truncated_rate")
+             "semantic_pass_rate", "refusal_precision", "refusal_recall", "truncated_rate", "judge_error_rate")
 RESULTS_NAME = "evaluation_results.jsonl"
 SUMMARY_NAME = "evaluation_summary.json"
-# What must agree between a results file and a rerun that resumes it.
-RESUME_KEYS = ("adapter", "baseline", "constrained", "dataset")
+# teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
+JUDGE_ERROR = "error"
+# What made the rows: a rerun resumes a results file only when all of these agree with its checkpoint JSON.
+# The batch size is left out (greedy decoding does not depend on it), and so is the path of the checkpoint:
+# its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.
+RESUME_KEYS = ("fingerprint", "baseline", "constrained", "max_new_tokens", "temperature", "top_p", "dataset",
+               "split", "max_samples", "sample_seed", "include_invalid", "rows_digest")
 
 
 @dataclass
@@ -162,20 +173,31 @@ def apply_verdict(record: dict[str, Any], verdict: Verdict) -> None:
     record["teacher_reason"] = verdict.reason
 
 
+def apply_judge_error(record: dict[str, Any], error: TeacherError) -> None:
+    record["teacher_verdict"] = JUDGE_ERROR
+    record["teacher_canonical"] = None  # no AST to prefer: such a row never makes a DPO pair
+    record["teacher_reason"] = str(error)
+
+
 async def judge_records(teacher: Teacher | None, records: Sequence[dict[str, Any]],
                         schemas: Mapping[str, dict[str, Any]]) -> int:
     """Ask the teacher about every record whose meaning differs from the gold; returns how many were asked.
 
-    The teacher bounds its own concurrency. With no teacher, those records keep teacher_verdict None
-    (counted as not accepted).
+    The teacher bounds its own concurrency and retries. A call that still fails leaves its record with
+    teacher_verdict "error" (the reason holds the error): one bad reply must not abort an evaluation.
+    With no teacher, those records keep teacher_verdict None (counted as not accepted).
     """
     todo = [r for r in records if r["teacher_verdict"] is None]
     if teacher is None or not todo:
         return 0
 
     async def one(record: dict[str, Any]) -> None:
-        verdict = await teacher.judge(schemas[record["schema_id"]], record.get("query") or "", record["gold_ast"],
-                                      record["student_ast"], record["student_raw"])
+        try:
+            verdict = await teacher.judge(schemas[record["schema_id"]], record.get("query") or "",
+                                          record["gold_ast"], record["student_ast"], record["student_raw"])
+        except TeacherError as exc:
+            apply_judge_error(record, exc)
+            return
         apply_verdict(record, verdict)
 
     await asyncio.gather(*(one(r) for r in todo))
@@ -210,6 +232,7 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "refusal_precision": _rate(both, said_refusal),
         "refusal_recall": _rate(both, gold_refusals),
         "truncated_rate": _rate(count(lambda r: r.get("truncated")), n),
+        "judge_error_rate": _rate(count(lambda r: r.get("teacher_verdict") == JUDGE_ERROR), n),
     }
 
 
@@ -262,12 +285,7 @@ def baseline_of(adapter: str) -> str:
     if kind == "model":
         raise UserError(f"{adapter} is a full model (e.g. the scratch student), not a LoRA adapter: it has no base "
                         f"model to compare with; drop --baseline")
-    from peft import PeftConfig  # imported here: only adapters need it
-
-    base = PeftConfig.from_pretrained(adapter).base_model_name_or_path
-    if not base:
-        raise UserError(f"{adapter}/adapter_config.json names no base model; cannot evaluate a baseline")
-    return str(base)
+    return student.adapter_base(adapter)  # a relative base (a DPO adapter's) resolved against its folder
 
 
 def load_generator(path: str, device: str | None = None) -> StudentGenerator:
@@ -278,21 +296,50 @@ def load_generator(path: str, device: str | None = None) -> StudentGenerator:
 # --- the run --------------------------------------------------------------------------------------------
 
 
+def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[str, Any]],
+              schemas: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The RESUME_KEYS values of this run: what its rows are made from (checkpoint, decoding, row selection)."""
+    # The rows as the evaluation reads them (prompt, gold AST, schema), so rows regenerated under the same ids
+    # or a changed schemas file also count as other rows.
+    selected = {str(r["id"]): [r["prompt"], r["ast"], schemas[r["schema_id"]]] for r in rows}
+    return {"fingerprint": checkpoint_fingerprint(model_path), "baseline": settings.baseline,
+            "constrained": settings.constrained, "max_new_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature, "top_p": settings.top_p, "dataset": settings.dataset,
+            "split": settings.split, "max_samples": settings.max_samples, "sample_seed": settings.sample_seed,
+            "include_invalid": settings.include_invalid, "rows_digest": json_digest(selected)}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 20 else text[:19] + "…"
+
+
+def resume_mismatch(previous: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str | None:
+    """Why results recorded with checkpoint JSON ``previous`` cannot be resumed by a run made as ``meta``
+    (None: they can). A key the old record lacks (a results file from an older version) is a difference."""
+    if previous is None:
+        return "no checkpoint JSON says what made them"
+    clashes = [f"{k} {_short(previous[k]) if k in previous else '(not recorded)'} -> {_short(meta[k])}"
+               for k in RESUME_KEYS if k not in previous or previous[k] != meta[k]]
+    return ", ".join(clashes) or None
+
+
 def _resume_state(settings: EvalSettings, meta: dict[str, Any]) -> None:
-    """Start fresh, or check that the results on disk were made the way this run would make them."""
+    """Resume when the results on disk were made the way this run would make them; else start over.
+
+    Starting over deletes the results, their checkpoint JSON and the summary (it describes those rows).
+    """
     results, checkpoint = Path(settings.eval_results), Path(settings.checkpoint_path)
-    if not settings.resume:
-        for path in (results, checkpoint):
-            if path.exists():
-                path.unlink()
-        return
-    if checkpoint.is_file() and results.is_file():
-        previous = read_json(checkpoint)
-        clashes = [k for k in RESUME_KEYS if k in previous and previous[k] != meta[k]]
-        if clashes:
-            what = ", ".join(f"{k}={previous[k]!r} (now {meta[k]!r})" for k in clashes)
-            raise UserError(f"{results} holds results made with {what}; pass --no-resume to start over or "
-                            f"another --out-dir / --eval-results")
+    if settings.resume and results.is_file():
+        why = resume_mismatch(read_json(checkpoint) if checkpoint.is_file() else None, meta)
+        if why is None:
+            return
+        print(f"starting over: {results} was made another way ({why}); its rows are not reused")
+    elif settings.resume:
+        return  # nothing to resume: the checkpoint JSON is rewritten before the first row
+    for path in (results, checkpoint, settings.summary_path):
+        if path.exists():
+            path.unlink()
 
 
 def _write_checkpoint(settings: EvalSettings, meta: dict[str, Any], done: int, total: int) -> None:
@@ -348,9 +395,12 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
                        sample_seed=settings.sample_seed, where=settings.dataset)
     if not rows:
         raise UserError(f"{settings.dataset}: no rows to evaluate (all gold ASTs invalid? try --include-invalid)")
-    model_path = baseline_of(settings.adapter) if settings.baseline else settings.adapter
-    meta = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
-            "constrained": settings.constrained, "dataset": settings.dataset}
+    if settings.baseline:
+        model_path = baseline_of(settings.adapter)
+    else:
+        student.student_kind(settings.adapter)  # a bad path is a UserError before any result is deleted
+        model_path = settings.adapter
+    meta = {"adapter": settings.adapter, "model_path": model_path, **made_from(settings, model_path, rows, schemas)}
     _resume_state(settings, meta)
     wanted = {str(r["id"]) for r in rows}
     done_ids = {str(r["id"]) for r in read_jsonl(settings.eval_results, missing_ok=True)} & wanted
@@ -371,11 +421,14 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
 
     records = [r for r in read_jsonl(settings.eval_results) if str(r["id"]) in wanted]
     summary = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
+               "fingerprint": meta["fingerprint"], "rows_digest": meta["rows_digest"],
                "dataset": settings.dataset, "split": settings.split, "n": len(records),
                "constrained": settings.constrained, "teacher": teacher_info,
                **summarize(records),
                "speed": speed(records, wall_s=wall_s, batch_size=settings.batch_size),
-               "calls_this_run": calls, "made_with": provenance({"evaluation": asdict(settings), "config": config})}
+               "calls_this_run": calls,
+               "machine": machine_record(settings.device or student.pick_device()),
+               "made_with": provenance({"evaluation": asdict(settings), "config": config})}
     write_json_atomic(settings.summary_path, summary)
     return summary
 
@@ -414,12 +467,7 @@ def _run_todo(settings: EvalSettings, meta: dict[str, Any], generator: StudentGe
                 if teacher is not None:
                     await teacher.aclose()
 
-        try:
-            calls = asyncio.run(main())
-        except TeacherError as exc:
-            save()
-            raise UserError(f"the teacher failed ({exc}); the {already + out.written} rows scored so far are kept "
-                            f"in {settings.eval_results}: run again to resume") from None
+        calls = asyncio.run(main())  # a failed judge call marks its row "error" (judge_records): no abort here
         save()
     return calls
 

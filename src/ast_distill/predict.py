@@ -1,51 +1,34 @@
 """Using a trained student: requests in, one JSON AST per request out.
 
 The prompt is built exactly as in training (``prompting.build_prompt``), with the schema rendered in the format
-the checkpoint was trained with: ``schema_format`` from the run's ``run_config.json`` (in the checkpoint dir
-or its parent, the run dir), else "compact".
+the checkpoint was trained with: the top-level ``schema_format`` of the run's ``run_config.json`` (in the
+checkpoint dir, else its parent, the run dir), which SFT copies from its corpus's .meta.json and DPO from the
+SFT checkpoint; "compact", with a note on stderr, when the run recorded none.
 """
 from __future__ import annotations
 
-import json
+import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from . import dsl
-from .errors import UserError
 from .evaluation import load_generator, parse_output
 from .generation import StudentGenerator
-from .prompting import SCHEMA_FORMATS, build_prompt
-from .student import prompt_text
+from .prompting import build_prompt
+from .student import prompt_text, recorded_schema_format
 
 DEFAULT_SCHEMA_FORMAT = "compact"
-RUN_CONFIG_NAME = "run_config.json"
-
-
-def _find_schema_format(value: Any) -> str | None:
-    """The first "schema_format" string anywhere in a run_config (flat or sectioned)."""
-    if isinstance(value, dict):
-        if isinstance(value.get("schema_format"), str):
-            return value["schema_format"]
-        for child in value.values():
-            found = _find_schema_format(child)
-            if found:
-                return found
-    return None
 
 
 def trained_schema_format(adapter: str) -> str:
-    """The schema_format the checkpoint was trained with (run_config.json beside or above it), else compact."""
-    folder = Path(adapter)
-    for candidate in (folder / RUN_CONFIG_NAME, folder.parent / RUN_CONFIG_NAME):
-        if candidate.is_file():
-            try:
-                found = _find_schema_format(json.loads(candidate.read_text(encoding="utf-8")))
-            except json.JSONDecodeError:
-                raise UserError(f"{candidate} is not valid JSON; fix it or pass the schema format explicitly") from None
-            if found in SCHEMA_FORMATS:
-                return found
-    return DEFAULT_SCHEMA_FORMAT
+    """The schema_format the checkpoint's training corpus was rendered with (student.recorded_schema_format);
+    compact, with a note on stderr, when its run recorded none."""
+    found = recorded_schema_format(adapter)
+    if found is None:
+        print(f"note: {adapter} records no schema_format in its run_config.json (nor does its run dir); rendering "
+              f"the schema as {DEFAULT_SCHEMA_FORMAT} (pass --schema-format to choose)", file=sys.stderr)
+        return DEFAULT_SCHEMA_FORMAT
+    return found
 
 
 def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: Sequence[str], *,
@@ -73,7 +56,7 @@ def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constra
     adapter: a checkpoint dir (LoRA adapter or full scratch model). schema: the DSL's JSON Schema.
     """
     dsl.check_json_schema(schema, "the schema")
+    generator = load_generator(adapter, device)  # first: a path that is no checkpoint fails here, in one line
     fmt = schema_format or trained_schema_format(adapter)
-    generator = load_generator(adapter, device)
     return predict_with(generator, schema, queries, schema_format=fmt, constrained=constrained,
                         max_new_tokens=max_new_tokens, batch_size=batch_size)

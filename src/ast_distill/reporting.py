@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import UserError
+from .hardware import machine_line
 from .jsonl import (
     read_json,
     read_jsonl,
@@ -33,12 +34,13 @@ from .provenance import provenance as shared_provenance
 # The six "did it work?" rates, in the order a reader climbs them: parsed -> valid -> right.
 BAR_METRICS: tuple[str, ...] = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate",
                                 "teacher_accept_rate", "semantic_pass_rate")
-TABLE_METRICS: tuple[str, ...] = BAR_METRICS + ("refusal_precision", "refusal_recall", "truncated_rate")
+TABLE_METRICS: tuple[str, ...] = BAR_METRICS + ("refusal_precision", "refusal_recall", "truncated_rate",
+                                                "judge_error_rate")
 METRIC_LABELS: dict[str, str] = {
     "parsed_rate": "parsed", "schema_valid_rate": "schema-valid", "exact_match_rate": "exact match",
     "semantic_match_rate": "semantic match", "teacher_accept_rate": "teacher accept",
     "semantic_pass_rate": "semantic pass", "refusal_precision": "refusal precision",
-    "refusal_recall": "refusal recall", "truncated_rate": "truncated",
+    "refusal_recall": "refusal recall", "truncated_rate": "truncated", "judge_error_rate": "judge errors",
 }
 # Where each slice of rows lives in evaluation_summary.json.
 SCOPES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -219,7 +221,8 @@ def series(logs: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], li
 
 
 def teacher_accepted(record: Mapping[str, Any]) -> bool | None:
-    """The teacher's verdict on one evaluation row (a bool, {"accept": ...} or "accept"/"reject"), or None."""
+    """The teacher's verdict on one evaluation row (a bool, {"accept": ...} or "accept"/"reject"), or None
+    (no verdict, or "error": the judge call failed)."""
     verdict = record.get("teacher_verdict")
     if isinstance(verdict, dict):
         verdict = verdict.get("accept")
@@ -494,7 +497,9 @@ HOW_TO_READ_METRICS = (
     "(n/a when no teacher judged). *semantic pass*: schema-valid and right in meaning; it is the number "
     "that says whether the student works. *refusal precision*: of the outputs that refused, the share that "
     "should have; *refusal recall*: of the rows that called for a refusal, the share refused. *truncated*: "
-    "outputs cut off by the token budget. Seen schemas were trained on (new queries only); unseen schemas "
+    "outputs cut off by the token budget. *judge errors*: rows the teacher could not judge (its call failed "
+    "after its retries); they count as neither accepted nor rejected. Seen schemas were trained on (new "
+    "queries only); unseen schemas "
     "were never trained on, so the gap between the two columns is the generalisation gap."
 )
 HOW_TO_READ_FAILURES = (
@@ -652,7 +657,8 @@ def _inputs_section(lines: list[str], inputs: ReportInputs, loaded: LoadedInputs
             ["adapter", f"`{summary.get('adapter')}`"], ["dataset", f"`{summary.get('dataset')}`"],
             ["rows", summary.get("n", fmt_n(summary.get("overall")))],
             ["constrained decoding", summary.get("constrained")],
-            ["teacher", _json_text(summary.get("teacher"))]])
+            ["teacher", _json_text(summary.get("teacher"))],
+            ["machine", machine_line(summary.get("machine"))]])
     if loaded.notes:
         lines += ["Notes:", ""] + [f"- {note}" for note in loaded.notes] + [""]
 
@@ -813,8 +819,8 @@ def render_alignment_report(inputs: ReportInputs, loaded: LoadedInputs, plots: M
                   "--adapter <dpo run>/checkpoint-final) to compare.", ""]
     else:
         lines += ["How to read this: both columns are the same metrics on the evaluation rows, SFT adapter "
-                  "then DPO adapter; the delta is DPO minus SFT, so positive is better except for truncated.",
-                  ""]
+                  "then DPO adapter; the delta is DPO minus SFT, so positive is better except for truncated "
+                  "and judge errors.", ""]
         rows = []
         for scope, path in SCOPES:
             a, b = scope_metrics(sft, path), scope_metrics(dpo, path)

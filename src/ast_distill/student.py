@@ -18,6 +18,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import UserError
+from .jsonl import read_json
+from .prompting import SCHEMA_FORMATS
+from .training import RUN_CONFIG_FILE
 
 END_OF_TURN = "<end_of_turn>"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -55,7 +58,10 @@ def student_kind(path: str) -> str:
     return "hub"
 
 
-def _adapter_base(path: str) -> str:
+def adapter_base(path: str) -> str:
+    """The base model an adapter names, ready to load: a path relative to the adapter folder (the DPO adapter
+    names its merged SFT base "../sft-merged", so a moved run still loads) resolved against that folder; an
+    absolute path or a hub id as written."""
     try:
         config = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -63,6 +69,9 @@ def _adapter_base(path: str) -> str:
     base = config.get("base_model_name_or_path")
     if not base:
         raise UserError(f"{path}/adapter_config.json names no base_model_name_or_path; cannot load its base model")
+    beside = Path(path) / str(base)
+    if not Path(str(base)).is_absolute() and beside.is_dir():
+        return str(beside.resolve())
     return str(base)
 
 
@@ -78,7 +87,7 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a checkpoint (an adapter's own copy, else its base's)."""
     kind = student_kind(path)
     if kind == "adapter" and not (Path(path) / "tokenizer_config.json").is_file():
-        return _from_pretrained(AutoTokenizer, _adapter_base(path))
+        return _from_pretrained(AutoTokenizer, adapter_base(path))
     return _from_pretrained(AutoTokenizer, path)
 
 
@@ -97,7 +106,7 @@ def load_student(path: str, *, device: str | None = None,
     if kind == "adapter":
         from peft import PeftModel  # imported here: only adapters need it
 
-        base = _from_pretrained(AutoModelForCausalLM, _adapter_base(path), dtype=dtype)
+        base = _from_pretrained(AutoModelForCausalLM, adapter_base(path), dtype=dtype)
         model = PeftModel.from_pretrained(base, path, is_trainable=for_training)
     else:
         model = _from_pretrained(AutoModelForCausalLM, path, dtype=dtype)
@@ -117,6 +126,25 @@ def merge_for_training(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerB
         model = model.merge_and_unload()
     model.train()
     return model, tokenizer
+
+
+def recorded_schema_format(checkpoint: str) -> str | None:
+    """The schema_format the checkpoint's training prompts were rendered with, as its run recorded it: the
+    top-level "schema_format" of run_config.json in the checkpoint dir, else in its run dir (the parent);
+    None when neither records one (a run from before it was recorded, or a corpus without its .meta.json)."""
+    folder = Path(checkpoint)
+    for candidate in (folder / RUN_CONFIG_FILE, folder.parent / RUN_CONFIG_FILE):
+        if not candidate.is_file():
+            continue
+        run_config = read_json(candidate)
+        found = run_config.get("schema_format") if isinstance(run_config, dict) else None
+        if found is None:
+            continue
+        if found not in SCHEMA_FORMATS:
+            raise UserError(f"{candidate}: schema_format {found!r} is not one of {SCHEMA_FORMATS}; fix it or pass "
+                            f"the schema format explicitly (--schema-format)")
+        return str(found)
+    return None
 
 
 def prompt_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:

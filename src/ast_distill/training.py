@@ -21,6 +21,7 @@ imported before transformers to patch it, and ``--help`` stays fast.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .corpus import corpus_schema_format
 from .errors import UserError
 from .jsonl import JsonlAppender, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .provenance import git_commit as _git_commit  # alignment.py imports it from here
@@ -43,7 +45,7 @@ TRAINING_KEYS = (
     "requests_per_sequence",
     "batch_size", "grad_accum", "optimizer", "learning_rate", "muon_learning_rate", "lr_scheduler_type",
     "min_lr_rate", "weight_decay", "warmup_steps",
-    "max_steps", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
+    "max_steps", "max_minutes", "num_epochs", "val_split", "eval_max_samples", "eval_steps", "eval_accumulation_steps",
     "logging_steps", "save_steps", "save_total_limit", "max_grad_norm", "early_stop_min_delta",
     "early_stop_patience", "load_in_4bit", "bf16", "torch_compile", "use_gradient_checkpointing",
     "group_by_length", "sample_generations", "lora_r", "lora_alpha", "lora_dropout", "scratch_hidden_size",
@@ -271,16 +273,11 @@ def training_device() -> str:
     return pick_device()
 
 
-def use_bf16(requested: bool, device: str) -> bool:
-    """bf16 mixed precision where it helps: CUDA with bf16 support, and CPU autocast (measured faster than
-    fp32 for the scratch student on a 2-core CPU). Never on MPS."""
-    import torch
+def use_bf16(requested: bool | str, device: str) -> bool:
+    """bf16 mixed precision where it is measured faster here (hardware.decide_precision); never on MPS."""
+    from .hardware import decide_precision
 
-    if not requested:
-        return False
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device == "cpu"
+    return decide_precision(device, requested).bf16
 
 
 @dataclass
@@ -534,14 +531,15 @@ def scheduler_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def build_optimizer(cfg: dict[str, Any], model: Any) -> Any:
-    """None (the Trainer builds AdamW from the SFTConfig), or Muon on the hidden matrices + AdamW on the rest."""
+def build_optimizer(cfg: dict[str, Any], model: Any, *, bf16: bool = True) -> Any:
+    """None (the Trainer builds AdamW from the SFTConfig), or Muon on the hidden matrices + AdamW on the rest
+    (Muon's orthogonalization in bf16 only where the run uses bf16, i.e. where it was measured fast)."""
     if cfg["optimizer"] == "adamw":
         return None
     from .optim import MuonAdamW
 
     return MuonAdamW(model, lr=float(cfg["learning_rate"]), muon_lr=float(cfg["muon_learning_rate"]),
-                     weight_decay=float(cfg["weight_decay"]))
+                     weight_decay=float(cfg["weight_decay"]), bf16_newton_schulz=bf16)
 
 
 def check_optimizer(cfg: dict[str, Any]) -> None:
@@ -554,9 +552,10 @@ def check_optimizer(cfg: dict[str, Any]) -> None:
 
 
 def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bool, device: str,
-               passes: int = 1) -> Any:
+               passes: int = 1, torch_compile: bool = False) -> Any:
     """TRL's SFTConfig from the resolved training settings (passes: chained conversations hold that many
-    passes over the train rows, so one trainer epoch is that many epochs of rows)."""
+    passes over the train rows, so one trainer epoch is that many epochs of rows; bf16 and torch_compile as
+    hardware.decide_precision decided them)."""
     from trl import SFTConfig
 
     max_steps = cfg["max_steps"] if cfg["max_steps"] is not None and cfg["max_steps"] > 0 else -1
@@ -606,19 +605,19 @@ def sft_config(cfg: dict[str, Any], output_dir: str, *, has_eval: bool, bf16: bo
         load_best_model_at_end=early_stop and save_steps > 0 and save_steps % eval_steps == 0,
         report_to="none",
         dataloader_num_workers=0,
-        **compile_settings(cfg),
+        **compile_settings(cfg, torch_compile),
     )
 
 
-def compile_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """SFTConfig settings for training_cfg["torch_compile"] (batch shapes, eval batch size included).
+def compile_settings(cfg: dict[str, Any], torch_compile: bool) -> dict[str, Any]:
+    """SFTConfig settings for compiling or not (batch shapes, eval batch size included).
 
     A compiled graph is specialised to its input shapes, and every new shape compiles again (tens of seconds
     on a CPU), or, after the second, falls back to a dynamic-shape graph that lost most of the gain when
     measured. So a compiled run pads every batch to max_seq_length and drops a short last train batch (eval runs
     one row at a time): one shape each.
     """
-    if not cfg["torch_compile"]:
+    if not torch_compile:
         return {"torch_compile": False, "per_device_eval_batch_size": int(cfg["batch_size"])}
     return {"torch_compile": True, "pad_to_multiple_of": int(cfg["max_seq_length"]), "dataloader_drop_last": True,
             "per_device_eval_batch_size": 1}
@@ -630,7 +629,7 @@ def build_trainer(cfg: dict[str, Any], setup: StudentSetup, prep: "Prepared", ou
 
     val_rows = prep.val_rows
     args = sft_config(cfg, output_dir, has_eval=bool(val_rows), bf16=prep.bf16, device=prep.device,
-                      passes=prep.passes)
+                      passes=prep.passes, torch_compile=prep.torch_compile)
     all_callbacks = list(callbacks or [])
     if val_rows and int(cfg["early_stop_patience"]) > 0:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(cfg["early_stop_patience"]),
@@ -650,7 +649,7 @@ def build_trainer(cfg: dict[str, Any], setup: StudentSetup, prep: "Prepared", ou
             eval_dataset=eval_dataset,
             processing_class=setup.tokenizer,
             callbacks=all_callbacks,
-            optimizers=(build_optimizer(cfg, setup.model), None),  # None: the Trainer's own (scheduled from args)
+            optimizers=(build_optimizer(cfg, setup.model, bf16=prep.bf16), None),  # None: the Trainer's own (scheduled from args)
         )
     except TypeError as exc:  # TRL has no {% generation %} template for this tokenizer
         if prep.conversations is None or "chat template" not in str(exc).lower():
@@ -758,13 +757,17 @@ class Prepared:
     padding: dict[str, float]
     conversations: list[list[dict[str, str]]] | None = None  # chained requests (requests_per_sequence > 1)
     passes: int = 1
+    torch_compile: bool = False  # decided by hardware.decide_precision from training.torch_compile
+    precision: dict[str, Any] = field(default_factory=dict)  # that decision and its measured figures
 
 
 def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str | None = None,
-            where: str = "training corpus") -> Prepared:
+            where: str = "training corpus", log: Any = print) -> Prepared:
     """Pick rows, build tokenizer and model, drop over-long rows, estimate padding; UserError when no row fits."""
     import torch
     from transformers import set_seed
+
+    from .hardware import announce, decide_precision
 
     if int(cfg["torch_threads"]) > 0:
         torch.set_num_threads(int(cfg["torch_threads"]))
@@ -778,7 +781,9 @@ def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str 
                         f"rebuild it with build_training_corpus.py")
     backend = resolve_backend(cfg["backend"], cfg["base_model"])
     device = training_device()
-    bf16 = use_bf16(bool(cfg["bf16"]), device)
+    precision = decide_precision(device, cfg["bf16"], cfg["torch_compile"])
+    announce(precision, log)
+    bf16 = precision.bf16
     set_seed(int(cfg["seed"]))
     if backend == "unsloth":
         setup = build_unsloth_lora_student(cfg)
@@ -815,7 +820,8 @@ def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str 
                       mean_conversation_length=sum(sequence_lengths) / len(sequence_lengths))
     padding = {"bucketed": padding_share(sequence_lengths, batch, True, grad_accum=accum, seed=seed),
                "random": padding_share(sequence_lengths, batch, False, grad_accum=accum, seed=seed)}
-    return Prepared(setup, backend, device, bf16, train, val, counts, padding, conversations, passes)
+    return Prepared(setup, backend, device, bf16, train, val, counts, padding, conversations, passes,
+                    precision.torch_compile, precision.record())
 
 
 def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: str | None = None,
@@ -833,7 +839,7 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
     if not rows:
         raise UserError(f"{cfg['training_corpus']} is empty; run build_training_corpus.py first")
     resume_dir = resolve_resume(resume, str(output_dir))
-    prep = prepare(cfg, rows, resume_dir=resume_dir, where=str(cfg["training_corpus"]))
+    prep = prepare(cfg, rows, resume_dir=resume_dir, where=str(cfg["training_corpus"]), log=log)
     setup = prep.setup
     log(f"rows: {prep.counts['train_rows']} train, {prep.counts['val_rows']} val; dropped as longer than "
         f"max_seq_length={cfg['max_seq_length']}: {prep.counts['dropped_overlong_train']} train, "
@@ -849,18 +855,31 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
     metrics_path = output_dir / METRICS_FILE
     if resume_dir is not None:
         _trim_metrics(metrics_path, checkpoint_step(resume_dir))
+    else:  # a fresh run plans its own time budget
+        from .budget import BUDGET_FILE
+
+        (output_dir / BUDGET_FILE).unlink(missing_ok=True)
     writer = JsonlAppender(metrics_path, fresh=resume_dir is None)
     schemas = load_schemas(final_schemas)
     sample_rows = prep.val_rows[:max(0, int(cfg["sample_generations"]))]
     callbacks = [_make_metrics_callback(writer), _make_samples_callback(writer, setup.tokenizer, sample_rows, schemas)]
     callbacks += list(extra_callbacks or [])
+    budget = None
+    if float(cfg["max_minutes"]) > 0:  # last: it times evals up to its own on_evaluate (see budget.py)
+        from .budget import make_budget_callback
+
+        budget = make_budget_callback(float(cfg["max_minutes"]), output_dir, eval_every=int(cfg["eval_steps"]),
+                                      save_every=int(cfg["save_steps"]), has_eval=bool(prep.val_rows), log=log)
+        callbacks.append(budget)
     trainer = build_trainer(cfg, setup, prep, str(output_dir), callbacks=callbacks)
     check_supervised_batches(trainer)
 
     run_config = {
         "stage": "sft", "status": "running", "training": dict(cfg), "config": resolved_config,
+        "schema_format": corpus_schema_format(cfg["training_corpus"]),  # what predict renders prompts with
         "resumed_from": resume_dir, "backend": prep.backend, "device": prep.device,
         "dtype": "bf16 autocast" if prep.bf16 else str(next(setup.model.parameters()).dtype).replace("torch.", ""),
+        "precision": prep.precision,
         "student": setup.kind, "base_model": setup.base_model or SCRATCH,
         "parameters": parameter_counts(setup.model), "counts": prep.counts,
         "padding_share_estimate": prep.padding, "versions": library_versions(), "git": _git_commit(),
@@ -876,7 +895,8 @@ def train_sft(cfg: dict[str, Any], *, resume: str | None = None, final_schemas: 
     wall = time.perf_counter() - start
     measured = _throughput(trainer.token_counts, wall - trainer.side_seconds)
     run_config.update(status="complete", final_step=int(trainer.state.global_step),
-                      train_loss=float(result.training_loss), wall_s=round(wall, 2), measured=measured)
+                      train_loss=float(result.training_loss), wall_s=round(wall, 2), measured=measured,
+                      time_budget=None if budget is None else dataclasses.asdict(budget.plan))
     final = _save_final(trainer, setup, output_dir, run_config)
     write_json_atomic(output_dir / RUN_CONFIG_FILE, run_config)
     log(f"trained {trainer.state.global_step} steps in {wall:.0f} s: {measured['tokens_per_s']:.0f} tokens/s, "
@@ -942,6 +962,7 @@ def training_settings(cfg: dict[str, Any]) -> dict[str, Any]:
         (int(cfg["requests_per_sequence"]) >= 1, "requests_per_sequence must be >= 1"),
         (0.0 <= float(cfg["val_split"]) < 1.0, "val_split must be in [0, 1)"),
         (float(cfg["learning_rate"]) > 0, "learning_rate must be > 0"),
+        (float(cfg["max_minutes"]) >= 0, "max_minutes must be >= 0 (0 = no time budget)"),
         (int(cfg["logging_steps"]) >= 1, "logging_steps must be >= 1"),
         (int(cfg["eval_steps"]) >= 1, "eval_steps must be >= 1"),
         (cfg["max_steps"] is None or int(cfg["max_steps"]) != 0, "max_steps must be > 0, or -1/null to use num_epochs"),

@@ -18,29 +18,32 @@ BACKENDS = ("grammar", "ollama", "openai")
 
 
 def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, retry_wait_s: float,
-                 seed: int) -> Teacher:
-    """The teacher the config asks for. ``model`` is the resolved teacher model id (LLM backends only)."""
+                 seed: int, concurrency: int | None = None) -> Teacher:
+    """The teacher the config asks for. ``model`` is the resolved teacher model id (LLM backends only);
+    ``concurrency`` (a stage's --concurrency) overrides teacher.concurrency: requests in flight at once."""
     t = config["teacher"]
     backend = t["backend"]
+    refusal_fraction = config["dataset_generation"]["refusal_fraction"]
+    in_flight = t["concurrency"] if concurrency is None else concurrency
     if backend not in BACKENDS:
         raise UserError(f"config key 'teacher.backend' is {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "grammar":
         from .grammar import GrammarTeacher
-        return GrammarTeacher(seed, config["dataset_generation"]["refusal_fraction"])
+        return GrammarTeacher(seed, refusal_fraction)
     if not model:
         raise UserError(f"the {backend} teacher needs a model: pass --teacher-model, set LLM_MODEL (or "
                         f"dataset_generation.teacher_model), or run offline with --config config/offline.json")
     if backend == "ollama":
-        from .ollama_teacher import OllamaTeacher
-        return OllamaTeacher(model=model, host=t["host"], timeout_s=t["timeout_s"], retries=retries,
-                             retry_wait_s=retry_wait_s, concurrency=t["concurrency"], num_ctx=t["num_ctx"],
-                             temperature=t["temperature"])
+        from .ollama_teacher import OllamaTeacher, resolve_ollama_host
+        return OllamaTeacher(model=model, host=resolve_ollama_host(t["host"]), timeout_s=t["timeout_s"],
+                             retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
+                             num_ctx=t["num_ctx"], temperature=t["temperature"], refusal_fraction=refusal_fraction)
     from .openai_teacher import OpenAITeacher
     key_env = t["openai_api_key_env"]
     return OpenAITeacher(model=model, base_url=t["openai_base_url"],
                          api_key=os.environ.get(key_env) if key_env else None, timeout_s=t["timeout_s"],
-                         retries=retries, retry_wait_s=retry_wait_s, concurrency=t["concurrency"],
-                         temperature=t["temperature"])
+                         retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
+                         temperature=t["temperature"], refusal_fraction=refusal_fraction)
 
 
 __all__ = ["make_teacher", "BACKENDS", "Teacher", "TeacherError", "GeneratedPair", "Verdict", "map_bounded"]

@@ -6,12 +6,26 @@ the built-in teacher simply computes. Teacher replies are never trusted: callers
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import UserError
+
 T = TypeVar("T")
 R = TypeVar("R")
+
+# A teacher built without a config (tests, benchmarks) asks for this share of refusals; runs pass
+# dataset_generation.refusal_fraction (config/defaults.json) through teachers.make_teacher.
+DEFAULT_REFUSAL_FRACTION = 0.15
+
+
+def check_refusal_fraction(value: float) -> float:
+    """refusal_fraction in [0, 1): a UserError naming the config key otherwise."""
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"dataset_generation.refusal_fraction must be in [0, 1), got {value}; fix the config")
+    return float(value)
 
 
 @dataclass
@@ -48,6 +62,11 @@ class Teacher:
         """A d_01 body for one domain prompt: description, fields [{name,type,description,values?}],
         example_queries."""
         raise NotImplementedError
+
+    def spec_prompt(self, prompt_row: dict[str, Any], examples_per_schema: int) -> str:
+        """The text a domain_spec call is made from. Part of a d_01 record's fingerprint: a rerun keeps a
+        spec only while this text is unchanged. Here the prompt row itself; LLM teachers send messages."""
+        return json.dumps(prompt_row, sort_keys=True, ensure_ascii=False)  # key order in the file is no change
 
     async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
                              seed: int) -> list[GeneratedPair]:

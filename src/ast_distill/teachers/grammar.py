@@ -28,7 +28,7 @@ from .. import canonical, dsl
 from ..config import REPO_ROOT
 from ..dataset import normalize_query
 from ..errors import UserError
-from .base import GeneratedPair, Teacher, Verdict
+from .base import DEFAULT_REFUSAL_FRACTION, GeneratedPair, Teacher, Verdict, check_refusal_fraction
 
 LANGUAGES = ("en", "fr")
 STYLES = ("imperative", "question", "terse")
@@ -1152,11 +1152,9 @@ class GrammarTeacher(Teacher):
     name = "grammar"
     deterministic = True  # the same seed gives the same pairs: resumed runs regenerate instead of topping up
 
-    def __init__(self, seed: int, refusal_fraction: float = 0.15):
-        if not 0.0 <= refusal_fraction < 1.0:
-            raise UserError(f"refusal_fraction must be in [0, 1), got {refusal_fraction}")
+    def __init__(self, seed: int, refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
         self.seed = seed
-        self.refusal_fraction = refusal_fraction
+        self.refusal_fraction = check_refusal_fraction(refusal_fraction)
         self.model = None
         self.concurrency = 1
 

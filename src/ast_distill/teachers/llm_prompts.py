@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 import re
 from typing import Any
 
@@ -29,10 +30,11 @@ from ..prompting import render_schema
 from .base import GeneratedPair, Verdict
 
 LANGUAGES = ("en", "fr")
-REFUSAL_SHARE = 0.15  # share of generated pairs asked to be refusals
 PAIRS_PER_REQUEST = 20  # bigger batches are split: long replies are slow and fail more often
 MIN_FIELDS, MAX_FIELDS = 5, 8
-SPEC_EXAMPLES_SHOWN = 12  # example queries of the domain spec shown when asking for pairs
+# Example queries of the domain spec shown per pairs request: a window that moves through all of them (see
+# example_windows), so every example asked for in stage 1 gets used while the prompt stays short.
+SPEC_EXAMPLES_SHOWN = 12
 MIN_NUM_CTX = 4096
 CHARS_PER_TOKEN = 3  # a pessimistic estimate: over-sizing num_ctx costs memory, under-sizing truncates
 TEMPLATE_TOKENS = 256  # the chat template's own tokens
@@ -235,12 +237,13 @@ def _pairs_wrapper(ast_schema: dict[str, Any], hoisted: dict[str, Any]) -> dict[
     return _wrapper({"pairs": {"type": "array", "items": item, "minItems": 1}}, ["pairs"], hoisted)
 
 
-def pairs_plan(n: int) -> list[tuple[int, int]]:
-    """Split n into requests of at most PAIRS_PER_REQUEST: [(pairs, of which refusals), ...]."""
+def pairs_plan(n: int, refusal_fraction: float) -> list[tuple[int, int]]:
+    """Split n into requests of at most PAIRS_PER_REQUEST: [(pairs, of which refusals), ...];
+    refusal_fraction (dataset_generation.refusal_fraction) of the n are asked to be refusals."""
     sizes = [PAIRS_PER_REQUEST] * (n // PAIRS_PER_REQUEST)
     if n % PAIRS_PER_REQUEST:
         sizes.append(n % PAIRS_PER_REQUEST)
-    refusals = round(n * REFUSAL_SHARE)
+    refusals = round(n * refusal_fraction)
     plan = []
     for size in sizes:
         share = min(size, round(refusals * size / n)) if n else 0
@@ -248,10 +251,22 @@ def pairs_plan(n: int) -> list[tuple[int, int]]:
     return plan
 
 
+def example_windows(spec: dict[str, Any], seed: int, requests: int) -> list[list[str]]:
+    """The spec's example queries to show in each of `requests` pairs requests: the examples shuffled by
+    `seed` (the same for a seed), then SPEC_EXAMPLES_SHOWN at a time in turn, wrapping around, so that all
+    of them are used before any is shown again."""
+    examples = [q for q in spec.get("example_queries", []) if isinstance(q, str) and q.strip()]
+    random.Random(seed).shuffle(examples)
+    if len(examples) <= SPEC_EXAMPLES_SHOWN:
+        return [examples] * requests
+    return [[examples[(i * SPEC_EXAMPLES_SHOWN + k) % len(examples)] for k in range(SPEC_EXAMPLES_SHOWN)]
+            for i in range(requests)]
+
+
 def pairs_messages(schema_row: dict[str, Any], spec: dict[str, Any], n: int, refusals: int,
-                   avoid: list[str]) -> list[dict[str, str]]:
+                   avoid: list[str], examples: list[str]) -> list[dict[str, str]]:
+    """One pairs request; `examples`: the spec's example queries to show (see example_windows)."""
     n_en = (n + 1) // 2
-    examples = [q for q in spec.get("example_queries", []) if isinstance(q, str)][:SPEC_EXAMPLES_SHOWN]
     lines = [f"Domain: {schema_row.get('domain') or spec.get('domain', '')}",
              "Schema (JSON Schema):", render_schema(schema_row["schema"], "json")]
     ranges = [f"{f['name']} {_number(f['min'])} to {_number(f['max'])}" for f in spec.get("fields", [])

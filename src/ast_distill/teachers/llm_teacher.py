@@ -14,6 +14,7 @@ classify its exceptions (``_failure``). Everything else lives here:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +22,14 @@ from typing import Any, TypeVar
 
 from ..errors import UserError
 from . import llm_prompts
-from .base import GeneratedPair, Teacher, TeacherError, Verdict
+from .base import (
+    DEFAULT_REFUSAL_FRACTION,
+    GeneratedPair,
+    Teacher,
+    TeacherError,
+    Verdict,
+    check_refusal_fraction,
+)
 from .llm_prompts import BadReply
 
 T = TypeVar("T")
@@ -59,11 +67,13 @@ class LLMTeacher(Teacher):
     name = "llm"
 
     def __init__(self, model: str, timeout_s: float, retries: int, retry_wait_s: float, concurrency: int,
-                 temperature: float, num_ctx: int | None = None):
+                 temperature: float, num_ctx: int | None = None,
+                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
         if not model:
             raise UserError(f"the {self.name} teacher needs a model: pass --teacher-model, set LLM_MODEL, or use "
                             f"config/offline.json")
         self.model = model
+        self.refusal_fraction = check_refusal_fraction(refusal_fraction)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.retry_wait_s = float(retry_wait_s)
@@ -106,15 +116,21 @@ class LLMTeacher(Teacher):
                                temperature=self.temperature,
                                reply_tokens=llm_prompts.spec_reply_tokens(examples_per_schema))
 
+    def spec_prompt(self, prompt_row: dict[str, Any], examples_per_schema: int) -> str:
+        """The messages a domain_spec call sends (instructions included: new instructions, new specs)."""
+        return json.dumps(llm_prompts.spec_messages(prompt_row, examples_per_schema), ensure_ascii=False)
+
     async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
                              seed: int) -> list[GeneratedPair]:
         schema = schema_row["schema"]
         response_schema = llm_prompts.pairs_format(schema)
         pairs: list[GeneratedPair] = []
+        plan = llm_prompts.pairs_plan(n, self.refusal_fraction)
+        windows = llm_prompts.example_windows(spec, seed, len(plan))
         # Requests run one after another so that each can be told which queries exist already.
-        for index, (size, refusals) in enumerate(llm_prompts.pairs_plan(n)):
+        for index, (size, refusals) in enumerate(plan):
             messages = llm_prompts.pairs_messages(schema_row, spec, size, refusals,
-                                                  avoid=[p.query for p in pairs])
+                                                  avoid=[p.query for p in pairs], examples=windows[index])
             pairs += await self._ask(messages, response_schema,
                                      lambda text: llm_prompts.parse_pairs(text, schema), seed=seed + index,
                                      temperature=self.temperature,
@@ -132,7 +148,8 @@ class LLMTeacher(Teacher):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "where": self.where(),
                 "concurrency": self.concurrency, "timeout_s": self.timeout_s, "retries": self.retries,
-                "retry_wait_s": self.retry_wait_s, "temperature": self.temperature, "num_ctx": self.num_ctx}
+                "retry_wait_s": self.retry_wait_s, "temperature": self.temperature, "num_ctx": self.num_ctx,
+                "refusal_fraction": self.refusal_fraction}
 
     async def aclose(self) -> None:
         state, self._state = self._state, None

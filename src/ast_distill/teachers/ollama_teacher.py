@@ -7,6 +7,7 @@ reply parsing: llm_prompts.py; retries, concurrency and errors: llm_teacher.py.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -14,11 +15,19 @@ import ollama
 import pydantic
 
 from . import llm_prompts
-from .base import TeacherError
+from .base import DEFAULT_REFUSAL_FRACTION, TeacherError
 from .llm_prompts import BadReply
 from .llm_teacher import Failure, LLMTeacher
 
 RETRYABLE_STATUS = {408, 425, 429}
+DEFAULT_HOST = "http://127.0.0.1:11434"  # Ollama's own default
+
+
+def resolve_ollama_host(configured: str | None) -> str:
+    """teacher.host when the config sets it, else Ollama's own convention: the OLLAMA_HOST environment
+    variable, else http://127.0.0.1:11434. config/defaults.json leaves teacher.host null so that a user who
+    exports OLLAMA_HOST (as for the ``ollama`` CLI) reaches that server."""
+    return (configured or "").strip() or os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
 
 
 class OllamaTeacher(LLMTeacher):
@@ -27,17 +36,19 @@ class OllamaTeacher(LLMTeacher):
     name = "ollama"
 
     def __init__(self, model: str, host: str, timeout_s: float, retries: int, retry_wait_s: float,
-                 concurrency: int, num_ctx: int | None, temperature: float):
+                 concurrency: int, num_ctx: int | None, temperature: float,
+                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
         super().__init__(model=model, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
-                         concurrency=concurrency, temperature=temperature, num_ctx=num_ctx)
+                         concurrency=concurrency, temperature=temperature, num_ctx=num_ctx,
+                         refusal_fraction=refusal_fraction)
         self.host = host
 
     def where(self) -> str:
         return f"Ollama at {self.host}"
 
     def refused_hint(self) -> str:
-        return (f"start it with `ollama serve` and `ollama pull {self.model}`, or set teacher.host, or use "
-                f"config/offline.json")
+        return (f"start it with `ollama serve` and `ollama pull {self.model}`, or set teacher.host (or "
+                f"OLLAMA_HOST), or use config/offline.json")
 
     def _new_client(self) -> ollama.AsyncClient:
         return ollama.AsyncClient(host=self.host, timeout=self.timeout_s)

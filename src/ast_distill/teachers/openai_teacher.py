@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from .base import TeacherError
+from .base import DEFAULT_REFUSAL_FRACTION, TeacherError
 from .llm_prompts import BadReply
 from .llm_teacher import Failure, LLMTeacher
 
@@ -31,9 +31,10 @@ class OpenAITeacher(LLMTeacher):
     name = "openai"
 
     def __init__(self, model: str, base_url: str | None, api_key: str | None, timeout_s: float, retries: int,
-                 retry_wait_s: float, concurrency: int, temperature: float):
+                 retry_wait_s: float, concurrency: int, temperature: float,
+                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
         super().__init__(model=model, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
-                         concurrency=concurrency, temperature=temperature)
+                         concurrency=concurrency, temperature=temperature, refusal_fraction=refusal_fraction)
         self.base_url = base_url
         self._api_key = api_key or NO_KEY
         self.response_mode = RESPONSE_MODES[0]
