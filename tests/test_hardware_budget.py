@@ -125,3 +125,18 @@ def test_a_time_budget_stops_training_early_at_the_planned_step_with_the_schedul
     assert run_config["precision"]["device"] == "cpu" and "bf16" in run_config["precision"]
     evals = [r["step"] for r in read_jsonl(out["metrics"]) if "eval_loss" in r]
     assert evals and evals[-1] == out["final_step"]  # a last eval_loss at the last step
+
+
+def test_batched_conversation_lengths_equal_the_chat_template_token_counts_one_by_one(tmp_path):
+    from helpers import make_tiny_corpus
+
+    from ast_distill.scratch import corpus_texts, train_tokenizer
+    from ast_distill.training import conversation_lengths, follow_up_lengths
+
+    rows = make_tiny_corpus(30)
+    tokenizer = train_tokenizer(corpus_texts(rows), 400)
+    conversations = [r["prompt"] + r["completion"] for r in rows]
+    one_by_one = [len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"])
+                  for c in conversations]
+    assert conversation_lengths(tokenizer, conversations) == one_by_one
+    assert all(n > 0 for n in follow_up_lengths(tokenizer, rows))

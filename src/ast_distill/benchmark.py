@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import dsl, evaluation, prompting, scratch, training
+from . import dsl, evaluation, hardware, prompting, scratch, training
 from .config import Config
 from .jsonl import read_jsonl
 from .teachers.base import map_bounded
@@ -92,19 +92,27 @@ def prompt_tokens(rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]]
 
 def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, Any], *,
                    steps: int) -> dict[str, Any]:
-    """One request per sequence in random order, the same bucketed by length, and requests chained per schema
-    (the config's requests_per_sequence, at least 4) bucketed, at the config's batch size, without
-    torch.compile; then the chained setting compiled (padded to max_seq_length), its compile step left out."""
+    """SFT tokens/s side by side, at the config's batch size, the first step (warm-up, compiling) left out.
+
+    Batching: one request per sequence in random order, the same bucketed by length, requests chained per
+    schema (the config's requests_per_sequence, at least 4) bucketed; those with the precision this machine's
+    probe picks (hardware.decide_precision) and no compile. Then the chained setting compiled ("always",
+    padded to max_seq_length), in fp32, and with bf16 autocast forced ("always"; a few steps only, since
+    on a CPU without native bf16 a step takes ~15x longer).
+    """
     chain = max(int(training_cfg["requests_per_sequence"]), 4)
-    variants = {"unbucketed": dict(group_by_length=False, requests_per_sequence=1, torch_compile=False),
-                "bucketed": dict(group_by_length=True, requests_per_sequence=1, torch_compile=False),
-                f"chained_{chain}": dict(group_by_length=True, requests_per_sequence=chain, torch_compile=False),
-                f"chained_{chain}_compiled": dict(group_by_length=True, requests_per_sequence=chain,
-                                                  torch_compile=True)}
+    chained = dict(group_by_length=True, requests_per_sequence=chain, torch_compile=False)
+    variants = {"unbucketed": (dict(group_by_length=False, requests_per_sequence=1, torch_compile=False), steps),
+                "bucketed": (dict(group_by_length=True, requests_per_sequence=1, torch_compile=False), steps),
+                f"chained_{chain}": (chained, steps),
+                f"chained_{chain}_compiled": (dict(chained, torch_compile="always"), steps),
+                f"chained_{chain}_fp32": (dict(chained, bf16=False), steps),
+                f"chained_{chain}_bf16_forced": (dict(chained, bf16="always"), min(steps, 4))}
     out: dict[str, Any] = {}
-    for name, overrides in variants.items():
-        measured = training.measure_sft_throughput(corpus_rows, dict(training_cfg, **overrides), steps)
+    for name, (overrides, n) in variants.items():
+        measured = training.measure_sft_throughput(corpus_rows, dict(training_cfg, **overrides), n)
         out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()}
+        out[name]["steps"] = n
     return out
 
 
@@ -135,7 +143,8 @@ def load_pipeline_outputs(config: Config) -> tuple[list[dict[str, Any]], dict[st
 def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     schema_rows, specs, schemas, corpus, test_rows = load_pipeline_outputs(config)
     rng = random.Random(0)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"machine": hardware.decide_precision(
+        training.training_device(), config["training"]["bf16"], config["training"]["torch_compile"]).record()}
     log("teacher throughput (local Ollama-API server, 100 ms per reply) ...")
     requests = 16 if quick else 48
     results["teacher"] = {f"concurrency_{c}": teacher_throughput(schema_rows, specs, concurrency=c,
@@ -166,7 +175,12 @@ def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], N
 def table(results: dict[str, Any]) -> str:
     """A short Markdown table of the headline figures."""
     t, ev, pt, sft = results["teacher"], results["evaluation"], results["prompt_tokens"], results["sft"]
+    machine = results.get("machine") or {}
+    cpu = machine.get("cpu") or {}
     rows = [
+        ("machine (CPU class; probe fp32 / bf16 GFLOP/s)",
+         f"{cpu.get('model', machine.get('device'))} ({cpu.get('cpu_class', '-')}; "
+         f"{machine.get('fp32_gflops')} / {machine.get('bf16_gflops')})"),
         ("teacher rows/s, concurrency 1", t["concurrency_1"]["rows_per_s"]),
         ("teacher rows/s, concurrency 8", t["concurrency_8"]["rows_per_s"]),
         ("teacher speed-up 8 vs 1", f"{t['speedup_8_vs_1']}x"),

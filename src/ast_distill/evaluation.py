@@ -34,8 +34,8 @@ from .config import Config
 from .errors import UserError
 from .fingerprint import checkpoint_fingerprint, json_digest
 from .generation import Generation, StudentGenerator
-from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
 from .hardware import machine_record
+from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
 from .provenance import provenance
 from .teachers import Teacher, TeacherError, Verdict, make_teacher
 

@@ -27,7 +27,8 @@ ALWAYS = "always"
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bf16 natively
 REPORTED_FLAGS = NATIVE_BF16_FLAGS + ("avx512f", "avx2", "fma")
 PROBE_SIZE = 256  # a 256x256 matmul: ~1 ms in fp32, ~30 ms in emulated bf16: the whole probe stays near 0.1 s
-PROBE_SECONDS = 0.04  # per dtype
+PROBE_SECONDS = 0.06  # per dtype, over all rounds
+PROBE_ROUNDS = 3
 BF16_MIN_SPEEDUP = 1.0  # bf16 is "faster" when its matmul rate is at least fp32's
 
 
@@ -131,11 +132,25 @@ def matmul_gflops(dtype: Any, *, size: int = PROBE_SIZE, seconds: float = PROBE_
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_matmul_rates() -> tuple[float, float]:
-    """(fp32, bf16) matmul GFLOP/s on this CPU, measured once per process."""
+def cpu_matmul_rates(rounds: int = PROBE_ROUNDS) -> tuple[float, float]:
+    """(fp32, bf16) matmul GFLOP/s on this CPU, measured once per process.
+
+    On one thread (the ratio of the two dtypes is what decides, and a multi-threaded matmul waits for a core
+    that another busy process holds: seen at 2 GFLOP/s instead of ~110 while a second job ran); each dtype is
+    timed `rounds` times, interleaved, and its best round kept.
+    """
     import torch
 
-    return matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32 = bf16 = 0.0
+        for _ in range(rounds):
+            fp32 = max(fp32, matmul_gflops(torch.float32, seconds=PROBE_SECONDS / rounds))
+            bf16 = max(bf16, matmul_gflops(torch.bfloat16, seconds=PROBE_SECONDS / rounds))
+    finally:
+        torch.set_num_threads(threads)
+    return fp32, bf16
 
 
 def decide_precision(device: str, requested_bf16: Any, requested_compile: Any = False, *,
@@ -163,7 +178,7 @@ def decide_precision(device: str, requested_bf16: Any, requested_compile: Any = 
     fp32, bf16_rate = cpu_matmul_rates()
     bf16_faster = bf16_rate >= BF16_MIN_SPEEDUP * fp32
     figures = (f"{cpu.model}, torch capability {cpu.capability}, flags {','.join(cpu.flags) or 'none'}; "
-               f"{PROBE_SIZE}x{PROBE_SIZE} matmul {fp32:.1f} GFLOP/s fp32 vs {bf16_rate:.1f} bf16")
+               f"{PROBE_SIZE}x{PROBE_SIZE} matmul on one thread {fp32:.1f} GFLOP/s fp32 vs {bf16_rate:.1f} bf16")
     warnings = []
     bf16 = bf16_setting == ALWAYS or (bf16_setting is True and bf16_faster)
     if bf16_setting == ALWAYS and not bf16_faster:

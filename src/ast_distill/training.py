@@ -120,19 +120,27 @@ def check_rows(rows: list[dict[str, Any]], where: str) -> None:
 
 def sequence_length(tokenizer: Any, row: dict[str, Any]) -> int:
     """Tokens of prompt + completion as TRL tokenizes them (the chat template over both)."""
-    ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)
-    return len(ids["input_ids"])
+    return conversation_lengths(tokenizer, [row["prompt"] + row["completion"]])[0]
+
+
+def conversation_lengths(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[int]:
+    """Token counts of chat conversations, rendered by the chat template and tokenized as one batch.
+
+    The same ids as apply_chat_template(..., tokenize=True) one by one (it renders, then tokenizes without
+    special tokens), ~10x faster over a whole corpus: one template call and one batched fast-tokenizer call.
+    """
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False)
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def drop_overlong(rows: list[dict[str, Any]], tokenizer: Any,
                   max_seq_length: int) -> tuple[list[dict[str, Any]], list[int], int]:
     """(rows that fit, their lengths, how many were dropped). TRL would truncate the rest, losing the stop."""
-    kept, lengths = [], []
-    for row in rows:
-        n = sequence_length(tokenizer, row)
-        if n <= max_seq_length:
-            kept.append(row)
-            lengths.append(n)
+    all_lengths = conversation_lengths(tokenizer, [r["prompt"] + r["completion"] for r in rows])
+    kept = [row for row, n in zip(rows, all_lengths) if n <= max_seq_length]
+    lengths = [n for n in all_lengths if n <= max_seq_length]
     return kept, lengths, len(rows) - len(kept)
 
 
@@ -155,9 +163,9 @@ def follow_up_lengths(tokenizer: Any, rows: list[dict[str, Any]]) -> list[int]:
     from .prompting import build_follow_up
 
     opening = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "x"}]
-    base = len(tokenizer.apply_chat_template(opening, tokenize=True, return_dict=True)["input_ids"])
-    return [len(tokenizer.apply_chat_template(opening + [build_follow_up(r["query"])] + r["completion"],
-                                              tokenize=True, return_dict=True)["input_ids"]) - base for r in rows]
+    base = conversation_lengths(tokenizer, [opening])[0]
+    return [n - base for n in conversation_lengths(
+        tokenizer, [opening + [build_follow_up(r["query"])] + r["completion"] for r in rows])]
 
 
 def chain_requests(rows: list[dict[str, Any]], first_lengths: list[int], later_lengths: list[int], *,
@@ -289,9 +297,12 @@ class StudentSetup:
 
 
 def _base_reference(base_model: str) -> str:
-    """A local base dir as an absolute path (so the adapter finds it from any cwd); a hub id as is."""
+    """A local base dir as an absolute path (so the adapter finds it from any cwd); a hub id as is; a packaged
+    base (pypi:gemma3-270m) as its cached folder, so the adapter names a base plain PEFT loads."""
+    from .bases import resolve_base_model
     from .student import student_kind
 
+    base_model = resolve_base_model(base_model)
     kind = student_kind(base_model)
     if kind == "adapter":
         raise UserError(f"base_model {base_model} is a LoRA adapter; pass its base model (or merge it first)")
@@ -795,10 +806,10 @@ def prepare(cfg: dict[str, Any], rows: list[dict[str, Any]], *, resume_dir: str 
     train, train_lengths, dropped_train = drop_overlong(split.train, tokenizer, max_len)
     val, _, dropped_val = drop_overlong(split.val, tokenizer, max_len)
     if not train:
-        longest = max(sequence_length(tokenizer, r) for r in split.train)
+        needed = conversation_lengths(tokenizer, [r["prompt"] + r["completion"] for r in split.train])
         raise UserError(f"all {len(split.train)} train rows of {where} exceed max_seq_length={max_len} tokens "
-                        f"(shortest needs {min(sequence_length(tokenizer, r) for r in split.train)}, longest "
-                        f"{longest}); raise --max-seq-length or shorten the prompts (schema_format compact)")
+                        f"(shortest needs {min(needed)}, longest {max(needed)}); raise --max-seq-length or shorten "
+                        f"the prompts (schema_format compact)")
     if setup is None:
         setup = (build_scratch_student(cfg, tokenizer) if cfg["base_model"] == SCRATCH
                  else build_hf_lora_student(cfg, tokenizer, device, bf16))
