@@ -5,7 +5,7 @@ Needs the offline pipeline's outputs (dataset and a trained student):
 
 Run as:
     uv run scripts/benchmark.py --config config/offline.json
-    uv run scripts/benchmark.py --config config/offline.json --quick      # smaller samples, ~2 minutes
+    uv run scripts/benchmark.py --config config/offline.json --quick      # smaller samples, a few minutes
 """
 from __future__ import annotations
 
