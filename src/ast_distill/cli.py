@@ -95,13 +95,13 @@ def show_defaults(parser: argparse.ArgumentParser, words: list[str]) -> None:
     """Put each flag's default value into its help, for --help.
 
     A flag whose help says "(default: section.key ...)" gets that key's value from the config the command line
-    names (config/defaults.json overlaid); a flag named after a key of the config section most of the parser's
+    names, else the script's own default --config (config/defaults.json overlaid); a flag named after a key of the config section most of the parser's
     flags belong to gets that value; any other flag with a default of its own shows it.
     """
     from .config import load_config
 
     try:
-        config = load_config(config_file_in(words))
+        config = load_config(config_file_in(words) or parser.get_default("config"))
     except Exception:  # noqa: BLE001  a bad --config is reported when the command runs, not by --help
         return
     dests = {a.dest for a in parser._actions}
