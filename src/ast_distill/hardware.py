@@ -43,6 +43,10 @@ class CpuInfo:
     def native_bf16(self) -> bool:
         return any(f in self.flags for f in NATIVE_BF16_FLAGS)
 
+    def record(self) -> dict[str, Any]:
+        """The JSON block of this CPU, its class included."""
+        return {**asdict(self), "native_bf16": self.native_bf16, "cpu_class": self.cpu_class}
+
     @property
     def cpu_class(self) -> str:
         """The class README figures are given for: "native-bf16" or "no-native-bf16"."""
@@ -65,11 +69,7 @@ class PrecisionDecision:
 
     def record(self) -> dict[str, Any]:
         """The JSON block a stage writes into its run_config.json / summary."""
-        out = asdict(self)
-        if self.cpu is not None:
-            out["cpu"]["native_bf16"] = self.cpu.native_bf16
-            out["cpu"]["cpu_class"] = self.cpu.cpu_class
-        return out
+        return {**asdict(self), "cpu": None if self.cpu is None else self.cpu.record()}
 
     def line(self) -> str:
         """One line for the log: the decision and the figures it rests on."""
@@ -84,25 +84,19 @@ def check_setting(value: Any, key: str) -> bool | str:
     raise UserError(f"{key} is {value!r}: use true (on where measured faster), \"always\" or false")
 
 
-def _cpuinfo_flags() -> set[str]:
+def _cpuinfo() -> tuple[str | None, set[str]]:
+    """(model name, flags) from one read of /proc/cpuinfo; (None, empty) where there is none (macOS)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return set()
+        return None, set()
+    model, flags = None, set()
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+        if model is None and line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+        elif not flags and line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    return model, flags
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,9 +104,9 @@ def cpu_info() -> CpuInfo:
     """This CPU's model name, torch's capability and the bf16-relevant flags (cached per process)."""
     import torch
 
-    flags = _cpuinfo_flags()
+    model, flags = _cpuinfo()
     capability = str(torch.backends.cpu.get_cpu_capability())
-    return CpuInfo(model=_cpu_model(), capability=capability,
+    return CpuInfo(model=model or platform.processor() or platform.machine() or "unknown", capability=capability,
                    flags=[f for f in REPORTED_FLAGS if f in flags], threads=torch.get_num_threads())
 
 
@@ -206,9 +200,8 @@ def machine_record(device: str) -> dict[str, Any]:
 
     from .student import inference_dtype
 
-    info = cpu_info()
     out: dict[str, Any] = {"device": device, "dtype": str(inference_dtype(device)).replace("torch.", ""),
-                           "cpu": {**asdict(info), "native_bf16": info.native_bf16, "cpu_class": info.cpu_class}}
+                           "cpu": cpu_info().record()}
     if device == "cuda":
         out["gpu"] = torch.cuda.get_device_name(0)
     return out

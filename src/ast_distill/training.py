@@ -281,13 +281,6 @@ def training_device() -> str:
     return pick_device()
 
 
-def use_bf16(requested: bool | str, device: str) -> bool:
-    """bf16 mixed precision where it is measured faster here (hardware.decide_precision); never on MPS."""
-    from .hardware import decide_precision
-
-    return decide_precision(device, requested).bf16
-
-
 @dataclass
 class StudentSetup:
     model: Any
