@@ -80,8 +80,7 @@ if [ ! -s "$PAIRS" ]; then
 fi
 
 FINAL="$DPO_DIR/checkpoint-final"
-if [ "$NO_RESUME" = 0 ] && [ -f "$FINAL/tokenizer_config.json" ] \
-   && { [ -f "$FINAL/adapter_model.safetensors" ] || [ -f "$FINAL/model.safetensors" ]; }; then
+if [ "$NO_RESUME" = 0 ] && final_complete "$DPO_DIR"; then
   echo "=== [alignment 3/5] $FINAL is already complete; kept (delete it or pass --no-resume to train DPO again)"
 elif [ "$NO_RESUME" = 1 ]; then
   echo "=== [alignment 3/5] DPO -> $DPO_DIR (from scratch: --no-resume)"

@@ -46,13 +46,7 @@ done
 [ -n "$OUTPUT_DIR" ] || OUTPUT_DIR="$(config_value "$CONFIG" training output_dir)"
 
 FINAL="$OUTPUT_DIR/checkpoint-final"
-complete_final() {
-  [ -f "$FINAL/tokenizer_config.json" ] || return 1
-  [ -f "$FINAL/config.json" ] || [ -f "$FINAL/adapter_config.json" ] || return 1
-  [ -f "$FINAL/model.safetensors" ] || [ -f "$FINAL/model.safetensors.index.json" ] \
-    || [ -f "$FINAL/adapter_model.safetensors" ] || return 1
-}
-if [ "$FORCE" = 0 ] && complete_final; then
+if [ "$FORCE" = 0 ] && final_complete "$OUTPUT_DIR"; then
   echo "== training: $FINAL is already complete; nothing to do (pass --force to train again)"
   exit 0
 fi

@@ -14,18 +14,18 @@ import sys
 from pathlib import Path
 
 from ast_distill import benchmark, cli
-from ast_distill.config import load_config, pick
+from ast_distill.config import flag_settings, load_config
 from ast_distill.jsonl import write_json_atomic
 from ast_distill.errors import UserError
 from ast_distill.provenance import provenance
+from ast_distill.settings import EvaluationSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # --- inputs ---
     parser.add_argument("--config", default="config/offline.json", help="config file naming the pipeline's outputs")
-    parser.add_argument("--adapter", default=None,
-                        help="student checkpoint to time evaluation with (default: evaluation.adapter)")
+    cli.add_settings_flags(parser, EvaluationSettings, ("adapter",))  # the student to time evaluation with
     # --- size ---
     parser.add_argument("--quick", action="store_true", help="fewer requests, rows and steps (a smoke run)")
     # --- outputs ---
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    adapter = pick(args.adapter, config, "evaluation", "adapter")
+    adapter = flag_settings(args, config, "evaluation")["adapter"]
     if not adapter or not Path(adapter).is_dir():
         raise UserError(f"no trained student at {adapter!r}: run ./runAll.sh --config config/offline.json "
                         f"--with-training first, or pass --adapter")

@@ -20,9 +20,8 @@ import sys
 
 from ast_distill import cli
 from ast_distill.alignment import write_pairs
-from ast_distill.config import load_config, pick
-
-BOOL = argparse.BooleanOptionalAction
+from ast_distill.config import flag_settings, load_config
+from ast_distill.settings import AlignmentSettings, TrainingSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,38 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config/defaults.json",
                    help="config file overlaying config/defaults.json (default: %(default)s)")
-
-    # inputs / outputs
-    p.add_argument("--eval-results", dest="eval_results",
-                   help="evaluation_results.jsonl of the SFT student on the pref rows, with teacher verdicts "
-                        "(default: alignment.eval_results)")
-    p.add_argument("--dataset",
-                   help="the d_04 file the evaluation read: the prompt messages of its rows, by id "
-                        "(default: training.training_corpus)")
-    p.add_argument("--out", help="pairs JSONL to write; <name>.meta.json goes beside it (default: alignment.pairs_out)")
-    p.add_argument("--adapter",
-                   help="the SFT checkpoint that was evaluated; its chat template must render each pair's prompt "
-                        "to the text the student saw (default: alignment.adapter)")
-
-    # selection
-    p.add_argument("--only-rejected", dest="only_rejected", action=BOOL,
-                   help="keep only rows the teacher rejected (default: alignment.only_rejected, on)")
-    p.add_argument("--max-pairs", dest="max_pairs", type=int,
-                   help="keep at most N pairs, a seeded random subset (unset = all)")
-    p.add_argument("--seed", type=int, help="seed of the --max-pairs subset (default: alignment.seed)")
+    cli.add_settings_flags(p, AlignmentSettings, ("eval_results", "pairs_out", "adapter", "only_rejected",
+                                                  "max_pairs", "seed"), flags={"pairs_out": "--out"})
+    # the d_04 file the evaluation read: the prompt messages of its rows, by id
+    cli.add_settings_flags(p, TrainingSettings, ("training_corpus",), flags={"training_corpus": "--dataset"})
     return p
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    alignment = flag_settings(args, config, "alignment")
     settings = {
-        "eval_results": pick(args.eval_results, config, "alignment", "eval_results"),
-        "dataset": pick(args.dataset, config, "training", "training_corpus"),
-        "out": pick(args.out, config, "alignment", "pairs_out"),
-        "adapter": pick(args.adapter, config, "alignment", "adapter"),
-        "only_rejected": pick(args.only_rejected, config, "alignment", "only_rejected"),
-        "max_pairs": pick(args.max_pairs, config, "alignment", "max_pairs"),
-        "seed": pick(args.seed, config, "alignment", "seed"),
+        "eval_results": alignment["eval_results"],
+        "dataset": flag_settings(args, config, "training")["training_corpus"],
+        "out": alignment["pairs_out"],
+        "adapter": alignment["adapter"],
+        "only_rejected": alignment["only_rejected"],
+        "max_pairs": alignment["max_pairs"],
+        "seed": alignment["seed"],
     }
     cli.print_settings("build_alignment_pairs", settings)
     outputs = write_pairs(settings, resolved_config={"config_file": args.config, **config})

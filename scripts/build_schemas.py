@@ -14,8 +14,9 @@ import argparse
 import sys
 
 from ast_distill import cli
-from ast_distill.config import load_config, pick, resolve
+from ast_distill.config import flag_settings, load_config
 from ast_distill.dataset import build_schemas, meta_path
+from ast_distill.settings import DatasetGenerationSettings
 
 SECTION = "dataset_generation"
 
@@ -25,32 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/defaults.json",
                         help="config JSON overlaid on config/defaults.json (default: %(default)s)")
-    # --- inputs
-    parser.add_argument("--domain-specs", default=None,
-                        help="d_01 JSONL to read (default: dataset_generation.schema_specs_out)")
-    parser.add_argument("--template", dest="base_schema_template", default=None,
-                        help="base JSON Schema template with the __FIELD__/__COMPARE__ placeholders "
-                             "(default: dataset_generation.base_schema_template)")
-    parser.add_argument("--operator-catalog", default=None,
-                        help="operator catalog JSON (default: dataset_generation.operator_catalog)")
-    # --- operators per schema
-    parser.add_argument("--min-operators", type=int, default=None,
-                        help="fewest operators kept per schema, eq included (default: dataset_generation.min_operators)")
-    parser.add_argument("--max-operators", type=int, default=None,
-                        help="most operators kept per schema (default: dataset_generation.max_operators)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed for operator and alias choices (default: dataset_generation.seed)")
-    # --- output
-    parser.add_argument("--out", default=None, help="d_02 JSONL to write (default: dataset_generation.final_schemas_out)")
+    cli.add_settings_flags(parser, DatasetGenerationSettings,
+                           ("schema_specs_out", "base_schema_template", "operator_catalog", "min_operators",
+                            "max_operators", "seed", "final_schemas_out"), flags={"final_schemas_out": "--out"})
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    settings = resolve(args, config, SECTION, ["base_schema_template", "operator_catalog", "min_operators",
-                                               "max_operators", "seed"])
-    settings["domain_specs"] = pick(args.domain_specs, config, SECTION, "schema_specs_out")
-    settings["out"] = pick(args.out, config, SECTION, "final_schemas_out")
+    settings = flag_settings(args, config, SECTION)
+    settings["domain_specs"] = settings.pop("schema_specs_out")  # d_01, read
+    settings["out"] = settings.pop("final_schemas_out")  # d_02, written
     cli.print_settings("build_schemas", settings)
     summary = build_schemas(specs_path=settings["domain_specs"], template_path=settings["base_schema_template"],
                             catalog_path=settings["operator_catalog"], min_operators=settings["min_operators"],

@@ -15,10 +15,10 @@ import argparse
 import sys
 
 from ast_distill import cli
-from ast_distill.config import load_config, pick, resolve
+from ast_distill.config import flag_settings, load_config
 from ast_distill.corpus import build_training_corpus
 from ast_distill.dataset import meta_path
-from ast_distill.prompting import SCHEMA_FORMATS
+from ast_distill.settings import DatasetGenerationSettings
 
 SECTION = "dataset_generation"
 
@@ -28,55 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/defaults.json",
                         help="config JSON overlaid on config/defaults.json (default: %(default)s)")
-    # --- inputs
-    parser.add_argument("--dataset", default=None, help="d_03 JSONL (default: dataset_generation.dataset_out)")
-    parser.add_argument("--schemas", default=None, help="d_02 JSONL (default: dataset_generation.final_schemas_out)")
-    parser.add_argument("--domain-specs", default=None,
-                        help="d_01 JSONL, only for its pretty copy (default: dataset_generation.schema_specs_out)")
-    parser.add_argument("--include-invalid", action=argparse.BooleanOptionalAction, default=None,
-                        help="list invalid rows (is_valid=false) as they are in <out>.invalid.jsonl for "
-                             "inspection; invalid rows never enter train/val/pref/test either way "
-                             "(default: dataset_generation.include_invalid)")
-    parser.add_argument("--max-samples", type=int, default=None,
-                        help="use at most this many valid rows, a seeded sample (-1 or unset = all; "
-                             "default: dataset_generation.max_samples)")
-    # --- splits
-    parser.add_argument("--heldout-schema-fraction", type=float, default=None,
-                        help="fraction of domains whose schemas are all held out as unseen (test only); at "
-                             "least one domain when > 0 (default: dataset_generation.heldout_schema_fraction)")
-    parser.add_argument("--val-fraction", type=float, default=None,
-                        help="fraction of seen-schema rows for eval_loss (default: dataset_generation.val_fraction)")
-    parser.add_argument("--pref-fraction", type=float, default=None,
-                        help="fraction of seen-schema rows kept as the DPO pool "
-                             "(default: dataset_generation.pref_fraction)")
-    parser.add_argument("--test-fraction", type=float, default=None,
-                        help="fraction of seen-schema rows held out for the test set "
-                             "(default: dataset_generation.test_fraction)")
-    parser.add_argument("--seed", type=int, default=None, help="split seed (default: dataset_generation.seed)")
-    # --- prompt shape
-    parser.add_argument("--schema-format", choices=SCHEMA_FORMATS, default=None,
-                        help="how the schema appears in the prompt: compact text or minified JSON "
-                             "(default: dataset_generation.schema_format)")
-    # --- outputs
-    parser.add_argument("--out", default=None,
-                        help="d_04 JSONL (train, val, pref) (default: dataset_generation.training_corpus_out)")
-    parser.add_argument("--test-out", default=None,
-                        help="d_05 JSONL (test rows, seen and unseen schemas) (default: dataset_generation.test_set_out)")
-    parser.add_argument("--pretty-dir", default=None,
-                        help="folder for indented copies of d_01..d_05 (default: dataset_generation.pretty_dir)")
+    cli.add_settings_flags(parser, DatasetGenerationSettings,
+                           ("dataset_out", "final_schemas_out", "schema_specs_out", "include_invalid", "max_samples",
+                            "heldout_schema_fraction", "val_fraction", "pref_fraction", "test_fraction", "seed",
+                            "schema_format", "training_corpus_out", "test_set_out", "pretty_dir"),
+                           flags={"training_corpus_out": "--out"})
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    settings = resolve(args, config, SECTION, ["include_invalid", "max_samples", "heldout_schema_fraction",
-                                               "val_fraction", "pref_fraction", "test_fraction", "seed",
-                                               "schema_format", "pretty_dir"])
-    settings["dataset"] = pick(args.dataset, config, SECTION, "dataset_out")
-    settings["schemas"] = pick(args.schemas, config, SECTION, "final_schemas_out")
-    settings["domain_specs"] = pick(args.domain_specs, config, SECTION, "schema_specs_out")
-    settings["out"] = pick(args.out, config, SECTION, "training_corpus_out")
-    settings["test_out"] = pick(args.test_out, config, SECTION, "test_set_out")
+    flagged = flag_settings(args, config, SECTION)
+    settings = {key: flagged[key] for key in ("include_invalid", "max_samples", "heldout_schema_fraction",
+                                              "val_fraction", "pref_fraction", "test_fraction", "seed",
+                                              "schema_format", "pretty_dir")}
+    settings["dataset"] = flagged["dataset_out"]
+    settings["schemas"] = flagged["final_schemas_out"]
+    settings["domain_specs"] = flagged["schema_specs_out"]
+    settings["out"] = flagged["training_corpus_out"]
+    settings["test_out"] = flagged["test_set_out"]
     cli.print_settings("build_training_corpus", settings)
     summary = build_training_corpus(
         dataset_path=settings["dataset"], schemas_path=settings["schemas"],

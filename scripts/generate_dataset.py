@@ -16,9 +16,10 @@ import argparse
 import sys
 
 from ast_distill import cli
-from ast_distill.config import generation_teacher_model, load_config, pick, resolve
+from ast_distill.config import flag_settings, generation_teacher_model, load_config
 from ast_distill.dataset import generate_dataset, meta_path
 from ast_distill.errors import UserError
+from ast_distill.settings import DatasetGenerationSettings, TeacherSettings
 from ast_distill.teachers import make_teacher
 
 SECTION = "dataset_generation"
@@ -29,42 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/defaults.json",
                         help="config JSON overlaid on config/defaults.json (default: %(default)s)")
-    # --- teacher
-    cli.add_teacher_flags(parser, SECTION)
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="teacher requests in flight at once, one schema each (default: teacher.concurrency)")
-    # --- inputs and sizes
-    parser.add_argument("--schemas", default=None, help="d_02 JSONL (default: dataset_generation.final_schemas_out)")
-    parser.add_argument("--domain-specs", default=None,
-                        help="d_01 JSONL, for field labels and examples (default: dataset_generation.schema_specs_out)")
-    parser.add_argument("--samples-per-schema", type=int, default=None,
-                        help="rows to keep per schema (default: dataset_generation.samples_per_schema)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed; each schema's teacher seed derives from it and the schema id "
-                             "(default: dataset_generation.seed)")
-    # --- checkpointing
     parser.add_argument("--checkpoint-path", default=None,
                         help="JSONL that rows are appended to while running (default: --out itself); when it "
                              "differs from --out, --out is written from it at the end")
-    parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="fsync after this many rows (default: dataset_generation.checkpoint_every)")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
-                        help="keep rows already written and add only the missing ones; --no-resume deletes "
-                             "the checkpoint file first (default: dataset_generation.resume)")
-    # --- output
-    parser.add_argument("--out", default=None, help="d_03 JSONL (default: dataset_generation.dataset_out)")
+    cli.add_settings_flags(parser, DatasetGenerationSettings,
+                           ("teacher_model", "teacher_retries", "teacher_retry_wait", "final_schemas_out",
+                            "schema_specs_out", "samples_per_schema", "seed", "checkpoint_every", "resume",
+                            "dataset_out"), flags={"dataset_out": "--out"})
+    cli.add_settings_flags(parser, TeacherSettings, ("concurrency",))
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    settings = resolve(args, config, SECTION, ["samples_per_schema", "seed", "teacher_retries",
-                                               "teacher_retry_wait", "checkpoint_every", "resume"])
-    settings["schemas"] = pick(args.schemas, config, SECTION, "final_schemas_out")
-    settings["domain_specs"] = pick(args.domain_specs, config, SECTION, "schema_specs_out")
-    settings["out"] = pick(args.out, config, SECTION, "dataset_out")
+    flagged = flag_settings(args, config, SECTION)
+    settings = {key: flagged[key] for key in ("samples_per_schema", "seed", "teacher_retries", "teacher_retry_wait",
+                                              "checkpoint_every", "resume")}
+    settings["schemas"] = flagged["final_schemas_out"]
+    settings["domain_specs"] = flagged["schema_specs_out"]
+    settings["out"] = flagged["dataset_out"]
     settings["checkpoint_path"] = args.checkpoint_path or settings["out"]
-    settings["concurrency"] = pick(args.concurrency, config, "teacher", "concurrency")
+    settings["concurrency"] = flag_settings(args, config, "teacher")["concurrency"]
     settings["backend"] = config["teacher"]["backend"]
     settings["teacher_model"] = generation_teacher_model(args.teacher_model, config)
     if settings["concurrency"] < 1 or settings["checkpoint_every"] < 1:

@@ -17,8 +17,9 @@ import argparse
 import sys
 
 from ast_distill import cli
-from ast_distill.config import generation_teacher_model, load_config, pick, resolve
+from ast_distill.config import flag_settings, generation_teacher_model, load_config
 from ast_distill.dataset import generate_domain_specs, meta_path
+from ast_distill.settings import DatasetGenerationSettings
 from ast_distill.teachers import make_teacher
 from ast_distill.teachers.grammar import GrammarTeacher
 
@@ -30,38 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/defaults.json",
                         help="config JSON overlaid on config/defaults.json (default: %(default)s)")
-    # --- teacher
-    cli.add_teacher_flags(parser, SECTION)
     parser.add_argument("--offline-fallback", action="store_true",
                         help="use the built-in grammar teacher whatever teacher.backend says (no LLM, no network)")
-    # --- what to generate
-    parser.add_argument("--prompts", dest="prompts_path", default=None,
-                        help="domain prompts JSONL (default: dataset_generation.prompts_path)")
-    parser.add_argument("--examples-per-schema", type=int, default=None,
-                        help="example requests asked for in each spec (default: dataset_generation.examples_per_schema)")
-    parser.add_argument("--schemas-per-domain", type=int, default=None,
-                        help="spec variants per domain prompt, each becoming one schema "
-                             "(default: dataset_generation.schemas_per_domain)")
-    parser.add_argument("--max-domains", type=int, default=None,
-                        help="use only the first N domain prompts (-1 or unset = all; default: "
-                             "dataset_generation.max_domains)")
-    parser.add_argument("--seed", type=int, default=None, help="seed (default: dataset_generation.seed)")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
-                        help="keep each spec already in --out that the same teacher, seed, examples_per_schema "
-                             "and prompt made, asking the teacher only for the others; --no-resume asks for "
-                             "every spec again (default: dataset_generation.resume)")
-    # --- output
-    parser.add_argument("--out", default=None,
-                        help="d_01 JSONL to write (default: dataset_generation.schema_specs_out)")
+    cli.add_settings_flags(parser, DatasetGenerationSettings,
+                           ("teacher_model", "teacher_retries", "teacher_retry_wait", "prompts_path",
+                            "examples_per_schema", "schemas_per_domain", "max_domains", "seed", "resume",
+                            "schema_specs_out"), flags={"schema_specs_out": "--out"})
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    settings = resolve(args, config, SECTION, ["prompts_path", "examples_per_schema", "schemas_per_domain",
-                                               "max_domains", "seed", "teacher_retries", "teacher_retry_wait",
-                                               "resume"])
-    settings["out"] = pick(args.out, config, SECTION, "schema_specs_out")
+    settings = flag_settings(args, config, SECTION)
+    del settings["teacher_model"]  # resolved below: flag > config > LLM_MODEL > .llmrc
+    settings["out"] = settings.pop("schema_specs_out")
     settings["backend"] = "grammar" if args.offline_fallback else config["teacher"]["backend"]
     settings["teacher_model"] = (None if args.offline_fallback else
                                  generation_teacher_model(args.teacher_model, config))

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 from ast_distill import cli
-from ast_distill.config import load_config, pick
+from ast_distill.config import flag_settings, load_config
 from ast_distill.errors import UserError
 from ast_distill.reporting import ReportInputs, build_reports
+from ast_distill.settings import ReportingSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,19 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluation_summary.json of the DPO adapter "
                              "(default: <evaluation.out_dir>-dpo/evaluation_summary.json; optional); its "
                              "evaluation_results.jsonl beside it is used for row-by-row changes")
-    # --- output
-    parser.add_argument("--out-dir", default=None,
-                        help="folder for report.md, alignment_report.md and the PNGs (default: reporting.out_dir)")
-    parser.add_argument("--examples-per-cause", type=int, default=None,
-                        help="failure examples shown per cause, in rows (default: reporting.examples_per_cause)")
+    cli.add_settings_flags(parser, ReportingSettings)  # --out-dir, --examples-per-cause
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    train_dir = Path(pick(None, config, "training", "output_dir"))
-    eval_dir = Path(pick(None, config, "evaluation", "out_dir"))
-    dpo_dir = Path(pick(None, config, "alignment", "output_dir"))
+    reporting = flag_settings(args, config, "reporting")
+    train_dir = Path(config["training"]["output_dir"])
+    eval_dir = Path(config["evaluation"]["out_dir"])
+    dpo_dir = Path(config["alignment"]["output_dir"])
     dpo_eval_dir = eval_dir.with_name(eval_dir.name + "-dpo")
     settings = {
         "training_metrics": args.training_metrics or str(train_dir / "training_metrics.jsonl"),
@@ -73,8 +71,8 @@ def main(args: argparse.Namespace) -> int:
         "baseline_summary": args.baseline_summary,
         "dpo_training_metrics": args.dpo_training_metrics or str(dpo_dir / "training_metrics.jsonl"),
         "dpo_eval_summary": args.dpo_eval_summary or str(dpo_eval_dir / "evaluation_summary.json"),
-        "out_dir": pick(args.out_dir, config, "reporting", "out_dir"),
-        "examples_per_cause": pick(args.examples_per_cause, config, "reporting", "examples_per_cause"),
+        "out_dir": reporting["out_dir"],
+        "examples_per_cause": reporting["examples_per_cause"],
     }
     if settings["examples_per_cause"] < 0:
         raise UserError(f"--examples-per-cause must be 0 or more, got {settings['examples_per_cause']}")

@@ -66,9 +66,13 @@ parser.parse_args(flags)
 PY
 }
 
-# The newest checkpoint-N folder inside a run directory ("" when there is none).
+# The run-dir rules live in one place, src/ast_distill/runs.py; the runners ask it.
+# The newest resumable checkpoint-N folder inside a run directory ("" when there is none).
 latest_checkpoint() {
-  local dir="$1"
-  [ -d "$dir" ] || { echo ""; return 0; }
-  ls -d "$dir"/checkpoint-[0-9]* 2>/dev/null | sort -t- -k2 -n | tail -n 1
+  uv run --frozen python -m ast_distill.runs latest "$1"
+}
+
+# Succeeds when <run dir>/checkpoint-final is complete (weights, their config and a tokenizer).
+final_complete() {
+  uv run --frozen python -m ast_distill.runs complete "$1"
 }

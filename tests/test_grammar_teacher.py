@@ -1,14 +1,16 @@
 """The built-in grammar teacher: valid ASTs, determinism, EN and FR, refusals, values readable in the text."""
 from __future__ import annotations
 
+import ast as pyast
 import asyncio
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ast_distill import dsl, jsonl
+from ast_distill import dsl, jsonl, teachers
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
 from ast_distill.teachers import make_teacher
@@ -226,3 +228,15 @@ def test_an_or_inside_an_and_is_introduced_by_either() -> None:
     assert nested
     for pair in nested:
         assert re.search(r"\b(either|soit)\b|\(", pair.query), pair.query
+
+
+def test_teacher_modules_import_no_private_name_from_another_module() -> None:
+    # Every name one module of teachers/ (the grammar package included) uses from another is public.
+    for path in sorted(Path(teachers.__file__).parent.rglob("*.py")):
+        tree = pyast.parse(path.read_text(encoding="utf-8"))
+        for node in pyast.walk(tree):
+            if isinstance(node, pyast.ImportFrom):
+                assert not [a.name for a in node.names if a.name.startswith("_")], (path.name, node.module)
+            if isinstance(node, pyast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                assert isinstance(node.value, pyast.Name) and node.value.id in ("self", "cls"), \
+                    (path.name, node.lineno, node.attr)

@@ -12,7 +12,7 @@ from ast_distill.budget import BUDGET_FILE, fit_steps, refit_schedule
 from ast_distill.config import load_config
 from ast_distill.errors import UserError
 from ast_distill.jsonl import read_json, read_jsonl
-from ast_distill.optim import fp32_newton_schulz, newton_schulz_fp32
+from ast_distill.student.optim import fp32_newton_schulz, newton_schulz_fp32
 from ast_distill.training import train_sft
 
 torch.set_num_threads(1)
@@ -130,8 +130,8 @@ def test_a_time_budget_stops_training_early_at_the_planned_step_with_the_schedul
 def test_batched_conversation_lengths_equal_the_chat_template_token_counts_one_by_one(tmp_path):
     from helpers import make_tiny_corpus
 
-    from ast_distill.scratch import corpus_texts, train_tokenizer
-    from ast_distill.training import conversation_lengths, follow_up_lengths
+    from ast_distill.student.scratch import corpus_texts, train_tokenizer
+    from ast_distill.training.data import conversation_lengths, follow_up_lengths
 
     rows = make_tiny_corpus(30)
     tokenizer = train_tokenizer(corpus_texts(rows), 400)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ast_distill import cli
-from ast_distill.reporting import (alignment_reading, classify_failure, describe_change, query_of,
-                                   same_rows_note, split_training_logs)
+from ast_distill.reporting import alignment_reading, describe_change, query_of, same_rows_note, split_training_logs
+from ast_distill.scoring import classify_failure
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "report_training.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ import torch
 from helpers import TINY_SIZES, make_tiny_corpus, make_tiny_lora_base, make_tiny_student
 
 from ast_distill.errors import UserError
-from ast_distill.scratch import (
+from ast_distill.student.scratch import (
     CHAT_TEMPLATE,
     END_OF_TURN,
     SPECIAL_TOKENS,

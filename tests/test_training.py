@@ -15,8 +15,12 @@ from transformers import TrainerCallback
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
 from ast_distill.jsonl import read_jsonl, write_jsonl_atomic
-from ast_distill.scratch import END_OF_TURN
-from ast_distill.training import build_trainer, padding_share, prepare, resolve_backend, select_rows, train_sft
+from ast_distill.student.scratch import END_OF_TURN
+from ast_distill.student.models import resolve_backend
+from ast_distill.training import train_sft
+from ast_distill.training.data import padding_share, select_rows
+from ast_distill.training.stage import prepare
+from ast_distill.training.trainer import build_trainer
 
 torch.set_num_threads(1)
 
@@ -117,7 +121,7 @@ def test_chained_requests_supervise_every_answer_and_stop_token_but_no_request(t
 
 
 def test_chained_requests_fit_max_seq_length_and_keep_one_schema_per_conversation():
-    from ast_distill.training import chain_requests
+    from ast_distill.training.data import chain_requests
 
     rows = [{"schema_id": f"s{i % 2}", "query": f"q{i}", "prompt": [{"role": "user", "content": f"S{i % 2} q{i}"}],
              "completion": [{"role": "assistant", "content": f"a{i}"}]} for i in range(20)]

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import dsl, evaluation, hardware, prompting, scratch, training
+from . import dsl, evaluation, hardware, predict, prompting, training
+from .student import scratch
+from .student.models import training_device
 from .config import Config
 from .jsonl import read_jsonl
 from .teachers.base import map_bounded
@@ -118,7 +120,7 @@ def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, An
 
 def eval_throughput(adapter: str, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
                     max_new_tokens: int) -> dict[str, Any]:
-    generator = evaluation.load_generator(adapter)
+    generator = predict.load_generator(adapter)
     out: dict[str, Any] = {}
     for batch_size in (1, 16):
         for constrained in (False, True):
@@ -144,7 +146,7 @@ def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], N
     schema_rows, specs, schemas, corpus, test_rows = load_pipeline_outputs(config)
     rng = random.Random(0)
     results: dict[str, Any] = {"machine": hardware.decide_precision(
-        training.training_device(), config["training"]["bf16"], config["training"]["torch_compile"]).record()}
+        training_device(), config["training"]["bf16"], config["training"]["torch_compile"]).record()}
     log("teacher throughput (local Ollama-API server, 100 ms per reply) ...")
     requests = 16 if quick else 48
     results["teacher"] = {f"concurrency_{c}": teacher_throughput(schema_rows, specs, concurrency=c,

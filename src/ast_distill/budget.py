@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,15 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
             write_json_atomic(path, asdict(self.plan))
 
     return TimeBudgetCallback()
+
+
+def budget_callback(cfg: Mapping[str, Any], output_dir: Path, resume_dir: str | None, *, eval_every: int,
+                    has_eval: bool, log: Any = print) -> Any:
+    """The max_minutes time budget as a callback (None when max_minutes is 0); a fresh run plans anew, a
+    resumed one keeps its plan (budget.py). SFT and DPO alike."""
+    if resume_dir is None:
+        (output_dir / BUDGET_FILE).unlink(missing_ok=True)
+    if float(cfg["max_minutes"]) <= 0:
+        return None
+    return make_budget_callback(float(cfg["max_minutes"]), output_dir, eval_every=eval_every,
+                                save_every=int(cfg["save_steps"]), has_eval=has_eval, log=log)

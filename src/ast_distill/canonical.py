@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from .records import REFUSAL, is_refusal
+
 # The property order of data/base_schema_template.json: constrained decoding (xgrammar) emits properties
 # in schema order, so the completions the student learns must use the same order.
 KEY_ORDER = ("type", "filter", "select", "aggregate", "group_by", "sort", "limit", "and", "or", "not",
@@ -93,8 +95,8 @@ def canonical(ast: Any, range_ops: frozenset[str] | None = None) -> Any:
     range_ops = RANGE_OPERATORS if range_ops is None else range_ops
     if not isinstance(ast, dict):
         return ast
-    if ast.get("type") == "refusal":
-        return {"type": "refusal"}
+    if is_refusal(ast):
+        return {"type": REFUSAL}
     out: dict[str, Any] = {}
     for key, value in ast.items():
         if key == "filter":

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import UserError
@@ -44,17 +45,56 @@ def print_outputs(stage: str, outputs: Mapping[str, Any]) -> None:
         print(f"  {key}: {value}")
 
 
-def add_teacher_flags(parser: argparse.ArgumentParser, section: str) -> None:
-    """--teacher-model, --teacher-retries, --teacher-retry-wait, defaulting from `section` of the config."""
-    parser.add_argument("--teacher-model", default=None,
-                        help=f"LLM teacher model id (default: {section}.teacher_model, then LLM_MODEL, then "
-                             ".llmrc); ignored by the built-in teacher")
-    parser.add_argument("--teacher-retries", type=int, default=None,
-                        help=f"extra tries for a failed teacher call or a reply that does not validate "
-                             f"(-1 = forever; default: {section}.teacher_retries)")
-    parser.add_argument("--teacher-retry-wait", type=float, default=None,
-                        help=f"seconds before the first retry, doubling after each "
-                             f"(default: {section}.teacher_retry_wait)")
+def _flag_help(text: str) -> str:
+    """A settings help text for --help: Markdown links and backticks dropped, % escaped for argparse."""
+    return MARKDOWN_LINK.sub(r"\1", text).replace("`", "").replace("%", "%%")
+
+
+def _help_group(parser: argparse.ArgumentParser, title: str) -> Any:
+    """The parser's argument group of that title, made on first use."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, section: type, keys: Iterable[str] | None = None, *,
+                       flags: Mapping[str, str] | None = None, groups: Iterable[str] | None = None,
+                       notes: Mapping[str, str] | None = None) -> None:
+    """One flag per key of a settings section (settings.py), every key or those named (in that order), or
+    those of the named help groups: --kebab-key (or the field's, or `flags`' name for it), dest = the key,
+    default None (unset = the config's value, see config.flag_settings); type from the annotation, choices
+    from a Literal, --X/--no-X for a bool, cli.add_measured_switch for bool | "always"; help from the field,
+    ending in "(default: section.key)", which --help fills in with the value; `notes` add a script's own words
+    about a key to its help."""
+    from .config import SETTINGS_FLAGS
+    from .settings import allowed_types, choices, field_type
+
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    wanted = list(fields) if keys is None else list(keys)
+    if groups is not None:
+        wanted = [key for key in wanted if fields[key].metadata["group"] in set(groups)]
+    registry = {name: list(done) for name, done in (parser.get_default(SETTINGS_FLAGS) or {}).items()}
+    for key in wanted:
+        meta = fields[key].metadata
+        flag = (flags or {}).get(key) or meta["flag"] or "--" + key.replace("_", "-")
+        note = f"; {(notes or {})[key]}" if key in (notes or {}) else ""
+        help_text = f"{_flag_help(meta['help'] + note)} (default: {section.SECTION}.{key})"
+        target = _help_group(parser, f"{section.SECTION}: {meta['group']}" if meta["group"] else section.SECTION)
+        annotation = field_type(section, key)
+        allowed, values = allowed_types(annotation), choices(annotation)
+        if values and bool in allowed:
+            add_measured_switch(target, flag, key, help_text)
+        elif allowed == (bool,):
+            target.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif values:
+            target.add_argument(flag, dest=key, choices=values, default=None, help=help_text)
+        else:
+            kind = next(k for k in allowed if k is not type(None))
+            target.add_argument(flag, dest=key, type=None if kind is str else float if float in allowed else kind,
+                                default=None, metavar=meta["metavar"], help=help_text)
+        registry.setdefault(section.SECTION, []).append(key)
+    parser.set_defaults(**{SETTINGS_FLAGS: registry})
 
 
 def switch_value(text: str) -> bool | str:
@@ -69,15 +109,16 @@ def switch_value(text: str) -> bool | str:
     raise ValueError(text)
 
 
-def add_measured_switch(parser: argparse.ArgumentParser, flag: str, dest: str, help_text: str) -> None:
+def add_measured_switch(parser: Any, flag: str, dest: str, help_text: str) -> None:
     """--X (on where measured faster), --X=always (on even where slower), --no-X (off); see hardware.py."""
     switch_value.__name__ = "true, false or always"  # argparse names the type in its error line
     parser.add_argument(flag, dest=dest, nargs="?", const=True, type=switch_value, metavar="always",
-                        help=f"{help_text}: --{flag[2:]} = on where this machine measures it faster, "
-                             f"--{flag[2:]}=always = on regardless, --no-{flag[2:]} = off")
+                        help=f"--{flag[2:]} = on where this machine measures it faster, --{flag[2:]}=always = on "
+                             f"regardless, --no-{flag[2:]} = off; {help_text}")
     parser.add_argument(f"--no-{flag[2:]}", dest=dest, action="store_const", const=False, help=argparse.SUPPRESS)
 
 
+MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 CONFIG_DEFAULT = re.compile(r"\(default: ([a-z_]+)\.([a-z_0-9]+)")
 
 
@@ -94,9 +135,10 @@ def config_file_in(words: list[str]) -> str | None:
 def show_defaults(parser: argparse.ArgumentParser, words: list[str]) -> None:
     """Put each flag's default value into its help, for --help.
 
-    A flag whose help says "(default: section.key ...)" gets that key's value from the config the command line
-    names, else the script's own default --config (config/defaults.json overlaid); a flag named after a key of the config section most of the parser's
-    flags belong to gets that value; any other flag with a default of its own shows it.
+    A flag whose help says "(default: section.key ...)" (every flag add_settings_flags makes) gets that key's
+    value from the config the command line names, else the script's own default --config (config/defaults.json
+    overlaid); a hand-written flag named after a key of the config section most of the parser's flags belong
+    to gets that value; any other flag with a default of its own shows it.
     """
     from .config import load_config
 

@@ -15,13 +15,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .dataset import meta_path, normalize_query, write_meta
+from .dataset import meta_path, write_meta
 from .errors import UserError
 from .jsonl import read_json, read_jsonl, stable_id, write_jsonl_atomic, write_pretty_copy
 from .prompting import SCHEMA_FORMATS, build_completion, build_prompt
-
-CORPUS_SPLITS = ("train", "val", "pref")
-SPLITS = CORPUS_SPLITS + ("test",)
+from .records import CORPUS_SPLITS, REFUSAL, SPLITS, normalize_query
 
 
 def invalid_listing_path(out: str | Path) -> Path:
@@ -97,11 +95,11 @@ def _table(records: list[dict[str, Any]]) -> list[str]:
     for r in records:
         name = r["split"] if r["split"] != "test" else ("test (seen)" if r["schema_seen"] else "test (unseen)")
         groups.setdefault(name, []).append(r)
-    for name in ("train", "val", "pref", "test (seen)", "test (unseen)"):
+    for name in CORPUS_SPLITS + ("test (seen)", "test (unseen)"):
         group = groups.get(name, [])
         langs = Counter(r["language"] for r in group)
         lines.append(f"  {name:<14}{len(group):>7}{langs.get('en', 0):>7}{langs.get('fr', 0):>7}"
-                     f"{sum(r['kind'] == 'refusal' for r in group):>9}{len({r['schema_id'] for r in group}):>9}"
+                     f"{sum(r['kind'] == REFUSAL for r in group):>9}{len({r['schema_id'] for r in group}):>9}"
                      f"{len({r['domain'] for r in group}):>9}")
     return lines
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,9 +27,8 @@ from .errors import UserError
 from .fingerprint import json_digest
 from .jsonl import JsonlAppender, read_jsonl, stable_id, write_json_atomic, write_jsonl_atomic
 from .provenance import provenance
+from .records import LANGUAGES, REFUSAL, kind_of, normalize_query
 from .teachers.base import GeneratedPair, Teacher, TeacherError, map_bounded
-
-LANGUAGES = ("en", "fr")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -251,11 +249,6 @@ def build_schemas(*, specs_path: str | Path, template_path: str | Path, catalog_
 # Stage 3: (query, AST) rows
 # --------------------------------------------------------------------------------------------------------
 
-def normalize_query(text: str) -> str:
-    """Case, punctuation and spacing folded: two requests equal here say the same words."""
-    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
-
-
 def row_id(schema_id: str, language: str, query: str) -> str:
     return stable_id(schema_id, language, query)
 
@@ -274,9 +267,8 @@ def pair_to_row(pair: GeneratedPair, schema_row: dict[str, Any], teacher: str) -
         error = "empty query"
     elif language not in LANGUAGES:
         error = f"language {pair.language!r} is not one of {LANGUAGES}"
-    kind = "refusal" if isinstance(ast, dict) and ast.get("type") == "refusal" else "query"
     return {"id": row_id(schema_row["id"], language, query), "schema_id": schema_row["id"],
-            "domain": schema_row.get("domain"), "language": language, "query": query, "ast": ast, "kind": kind,
+            "domain": schema_row.get("domain"), "language": language, "query": query, "ast": ast, "kind": kind_of(ast),
             "is_valid": error is None, "validation_error": error, "teacher": teacher}
 
 
@@ -359,7 +351,7 @@ def dataset_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     languages = Counter(row.get("language") for row in rows)
     return {"rows": len(rows), "valid": sum(1 for r in rows if r.get("is_valid")),
             "invalid": sum(1 for r in rows if not r.get("is_valid")),
-            "refusals": sum(1 for r in rows if r.get("kind") == "refusal"),
+            "refusals": sum(1 for r in rows if r.get("kind") == REFUSAL),
             "en": languages.get("en", 0), "fr": languages.get("fr", 0), "schemas": len(per_schema),
             "distinct_query_ratio": round(distinct / len(rows), 4) if rows else 0.0}
 

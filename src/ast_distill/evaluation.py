@@ -1,10 +1,11 @@
 """Stage 6: generate with the student on test (or pref) rows, score each output, judge, summarize, resume.
 
-Per row: ``parsed`` (the output is one JSON object), ``schema_valid`` (it validates against the row's schema),
-``exact_match`` (same completion text as the gold AST), ``semantic_match`` (same meaning: canonical forms
-equal), and the teacher's verdict ``teacher_verdict``: True (accept), False (reject), None (no judge) or
-"error" (the judge failed after its retries; the row is kept and the run goes on). The teacher is asked only
-where the meaning differs from the gold AST; where it matches, the verdict is True with no call.
+Per row (``scoring.score_output``): ``parsed`` (the output is one JSON object), ``schema_valid`` (it validates
+against the row's schema), ``exact_match`` (same completion text as the gold AST), ``semantic_match`` (same
+meaning: canonical forms equal), and the teacher's verdict ``teacher_verdict``: True (accept), False
+(reject), None (no judge) or "error" (the judge failed after its retries; the row is kept and the run goes
+on). The teacher is asked only where the meaning differs from the gold AST; where it matches, the verdict is
+True with no call.
 
 Results are appended to ``evaluation_results.jsonl`` with flush + fsync every ``checkpoint_every`` rows, and a
 small checkpoint JSON beside it records what made them (RESUME_KEYS: the checkpoint's fingerprint, the decoding
@@ -29,23 +30,19 @@ from typing import Any
 import torch
 
 from . import dsl, student
-from .canonical import canonical, exact_match, semantic_match
 from .config import Config
 from .errors import UserError
 from .fingerprint import checkpoint_fingerprint, json_digest
 from .generation import Generation, StudentGenerator
 from .hardware import machine_record
 from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
+from .predict import load_generator
 from .provenance import provenance
-from .teachers import Teacher, TeacherError, Verdict, make_teacher
+from .scoring import apply_judge_error, apply_verdict, parse_output, rate, score_output, summarize
+from .teachers import Teacher, TeacherError, make_teacher
 
-SPLITS = ("train", "val", "pref", "test")
-RATE_KEYS = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate", "teacher_accept_rate",
-             "semantic_pass_rate", "refusal_precision", "refusal_recall", "truncated_rate", "judge_error_rate")
 RESULTS_NAME = "evaluation_results.jsonl"
 SUMMARY_NAME = "evaluation_summary.json"
-# teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
-JUDGE_ERROR = "error"
 # What made the rows: a rerun resumes a results file only when all of these agree with its checkpoint JSON.
 # The batch size is left out (greedy decoding does not depend on it), and so is the path of the checkpoint:
 # its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.
@@ -126,57 +123,7 @@ def select_rows(rows: Sequence[dict[str, Any]], schemas: Mapping[str, dict[str, 
     return rows
 
 
-# --- scoring ------------------------------------------------------------------------------------------
-
-
-def parse_output(raw: str) -> tuple[bool, dict[str, Any] | None]:
-    """(parsed, ast): parsed when the whole output is one JSON object."""
-    try:
-        value = json.loads(raw.strip())
-    except (json.JSONDecodeError, ValueError):
-        return False, None
-    return (True, value) if isinstance(value, dict) else (False, None)
-
-
-def is_refusal(ast: Any) -> bool:
-    return isinstance(ast, dict) and ast.get("type") == "refusal"
-
-
-def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: Generation, *, prompt_text: str,
-                 constrained: bool) -> dict[str, Any]:
-    """One evaluation record without the teacher's judgement (unless the meaning matches: then no call)."""
-    parsed, ast = parse_output(generation.text)
-    error = dsl.validation_error(schema, ast) if parsed else "output is not one JSON object"
-    range_ops = dsl.range_aliases(schema)
-    gold = row["ast"]
-    same_meaning = parsed and semantic_match(ast, gold, range_ops)
-    return {
-        "id": row["id"], "schema_id": row["schema_id"], "split": row.get("split"),
-        "schema_seen": row.get("schema_seen"), "language": row.get("language"),
-        "kind": row.get("kind") or ("refusal" if is_refusal(gold) else "query"), "query": row.get("query"),
-        "prompt_text": prompt_text, "student_raw": generation.text, "student_ast": ast,
-        "parsed": parsed, "schema_valid": parsed and error is None, "validation_error": error,
-        "exact_match": parsed and exact_match(ast, gold), "semantic_match": same_meaning,
-        # A matching meaning needs no judge: the gold AST is the one the teacher holds right.
-        "teacher_verdict": True if same_meaning else None,
-        "teacher_canonical": gold if same_meaning else None,
-        "teacher_reason": "same meaning as the gold AST" if same_meaning else None,
-        "student_canonical": canonical(ast, range_ops) if parsed else None,
-        "gold_ast": gold, "constrained": constrained, "truncated": generation.truncated,
-        "new_tokens": len(generation.token_ids), "latency_ms": round(generation.latency_ms, 3),
-    }
-
-
-def apply_verdict(record: dict[str, Any], verdict: Verdict) -> None:
-    record["teacher_verdict"] = bool(verdict.accept)
-    record["teacher_canonical"] = verdict.canonical_ast
-    record["teacher_reason"] = verdict.reason
-
-
-def apply_judge_error(record: dict[str, Any], error: TeacherError) -> None:
-    record["teacher_verdict"] = JUDGE_ERROR
-    record["teacher_canonical"] = None  # no AST to prefer: such a row never makes a DPO pair
-    record["teacher_reason"] = str(error)
+# --- judging ------------------------------------------------------------------------------------------
 
 
 async def judge_records(teacher: Teacher | None, records: Sequence[dict[str, Any]],
@@ -205,46 +152,6 @@ async def judge_records(teacher: Teacher | None, records: Sequence[dict[str, Any
 
 
 # --- summary ------------------------------------------------------------------------------------------
-
-
-def _rate(hits: int, total: int) -> float | None:
-    return round(hits / total, 6) if total else None
-
-
-def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The rates of one group of records (None where a rate has no denominator)."""
-    n = len(records)
-
-    def count(pred: Callable[[Mapping[str, Any]], Any]) -> int:
-        return sum(1 for r in records if pred(r))
-
-    gold_refusals = count(lambda r: r.get("kind") == "refusal")
-    said_refusal = count(lambda r: is_refusal(r.get("student_ast")))
-    both = count(lambda r: r.get("kind") == "refusal" and is_refusal(r.get("student_ast")))
-    return {
-        "n": n,
-        "parsed_rate": _rate(count(lambda r: r["parsed"]), n),
-        "schema_valid_rate": _rate(count(lambda r: r["schema_valid"]), n),
-        "exact_match_rate": _rate(count(lambda r: r["exact_match"]), n),
-        "semantic_match_rate": _rate(count(lambda r: r["semantic_match"]), n),
-        "teacher_accept_rate": _rate(count(lambda r: r.get("teacher_verdict") is True), n),
-        "semantic_pass_rate": _rate(count(lambda r: r["schema_valid"] and r.get("teacher_verdict") is True), n),
-        "refusal_precision": _rate(both, said_refusal),
-        "refusal_recall": _rate(both, gold_refusals),
-        "truncated_rate": _rate(count(lambda r: r.get("truncated")), n),
-        "judge_error_rate": _rate(count(lambda r: r.get("teacher_verdict") == JUDGE_ERROR), n),
-    }
-
-
-def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """overall, by_schema {seen, unseen}, by_language {en, fr} (other languages get their own key)."""
-    languages = sorted({str(r.get("language")) for r in records if r.get("language")} | {"en", "fr"})
-    return {
-        "overall": metrics(records),
-        "by_schema": {"seen": metrics([r for r in records if r.get("schema_seen") is not False]),
-                      "unseen": metrics([r for r in records if r.get("schema_seen") is False])},
-        "by_language": {lang: metrics([r for r in records if r.get("language") == lang]) for lang in languages},
-    }
 
 
 def speed(records: Sequence[Mapping[str, Any]], *, wall_s: float, batch_size: int) -> dict[str, Any]:
@@ -286,11 +193,6 @@ def baseline_of(adapter: str) -> str:
         raise UserError(f"{adapter} is a full model (e.g. the scratch student), not a LoRA adapter: it has no base "
                         f"model to compare with; drop --baseline")
     return student.adapter_base(adapter)  # a relative base (a DPO adapter's) resolved against its folder
-
-
-def load_generator(path: str, device: str | None = None) -> StudentGenerator:
-    model, tokenizer = student.load_student(path, device=device)
-    return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -510,5 +412,5 @@ def measure_throughput(adapter: str | StudentGenerator, rows: Sequence[dict[str,
             "wall_s": round(wall_s, 3), "samples_per_s": round(n / wall_s, 3) if wall_s else None,
             "ms_per_sample": round(1000.0 * wall_s / n, 3) if n else None,
             "new_tokens_per_s": round(sum(len(g.token_ids) for g in done) / wall_s, 1) if wall_s else None,
-            "parsed_rate": _rate(sum(ok for ok, _ in parsed), n), "schema_valid_rate": _rate(valid, n),
-            "truncated_rate": _rate(sum(g.truncated for g in done), n)}
+            "parsed_rate": rate(sum(ok for ok, _ in parsed), n), "schema_valid_rate": rate(valid, n),
+            "truncated_rate": rate(sum(g.truncated for g in done), n)}

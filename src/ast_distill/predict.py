@@ -11,13 +11,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import dsl
-from .evaluation import load_generator, parse_output
+from . import dsl, student
 from .generation import StudentGenerator
 from .prompting import build_prompt
+from .scoring import parse_output
 from .student import prompt_text, recorded_schema_format
 
 DEFAULT_SCHEMA_FORMAT = "compact"
+
+
+def load_generator(path: str, device: str | None = None) -> StudentGenerator:
+    """A checkpoint (LoRA adapter or full model) loaded, ready to generate (predict, evaluation, benchmark)."""
+    model, tokenizer = student.load_student(path, device=device)
+    return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
 
 
 def trained_schema_format(adapter: str) -> str:

@@ -7,13 +7,15 @@ every field, type, allowed value and operator meaning in a fraction of the token
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 
 from .canonical import render_ast
 from .dsl import schema_fields
 from .errors import UserError
+from .settings import SchemaFormat
 
-SCHEMA_FORMATS = ("compact", "json")
+SCHEMA_FORMATS: tuple[str, ...] = typing.get_args(SchemaFormat)
 
 SYSTEM_TEXT = (
     "Translate the request into one JSON object valid for the schema. Write only the JSON. "
@@ -85,3 +87,9 @@ def build_follow_up(query: str) -> dict[str, str]:
 def build_completion(ast: Any) -> Messages:
     """The assistant turn the student learns to write: the AST as minified JSON, fixed key order."""
     return [{"role": "assistant", "content": render_ast(ast)}]
+
+
+def is_messages(value: Any) -> bool:
+    """A non-empty list of chat messages {role, content: str} (the shape of every prompt and completion)."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)

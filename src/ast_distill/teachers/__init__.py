@@ -9,12 +9,14 @@ LLM backends are imported only when chosen, so offline runs never load their cli
 from __future__ import annotations
 
 import os
+import typing
 from typing import Any
 
 from ..errors import UserError
+from ..settings import TeacherBackend
 from .base import GeneratedPair, Teacher, TeacherError, Verdict, map_bounded
 
-BACKENDS = ("grammar", "ollama", "openai")
+BACKENDS: tuple[str, ...] = typing.get_args(TeacherBackend)
 
 
 def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, retry_wait_s: float,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import UserError
+from ..records import QUERY
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,7 +35,7 @@ class GeneratedPair:
     query: str
     language: str
     ast: Any
-    kind: str = "query"  # "query" | "refusal"
+    kind: str = QUERY  # records.KINDS: QUERY | REFUSAL
 
 
 @dataclass

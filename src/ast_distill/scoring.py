@@ -1,0 +1,166 @@
+"""Scoring one student output and summing rows up: the one home of every per-row rule.
+
+Parsing an output (``parse_output``), scoring it against its gold row (``score_output``), recording the
+teacher's verdict (``apply_verdict`` / ``apply_judge_error``), reading it back (``teacher_accepted``), whether a
+row passes and why not (``row_passes``, ``classify_failure``), and the rates of a group of rows (``metrics``,
+``summarize``; their names in ``RATE_KEYS``). Torch-free: evaluation, reports, DPO pairs and prediction share it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import dsl
+from .canonical import canonical, exact_match, semantic_match
+from .records import LANGUAGES, REFUSAL, is_refusal, kind_of
+
+if TYPE_CHECKING:
+    from .teachers.base import TeacherError, Verdict
+
+# The six "did it work?" rates, in the order a reader climbs them: parsed -> valid -> right.
+CORRECTNESS_RATES: tuple[str, ...] = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate",
+                                      "teacher_accept_rate", "semantic_pass_rate")
+# Every rate metrics() computes, in its order (after "n").
+RATE_KEYS: tuple[str, ...] = CORRECTNESS_RATES + ("refusal_precision", "refusal_recall", "truncated_rate",
+                                                  "judge_error_rate")
+# teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
+JUDGE_ERROR = "error"
+# Why a row failed, one cause per row (classify_failure checks them in its own order).
+FAILURE_CAUSES: tuple[str, ...] = ("not parsed", "schema invalid", "wrong meaning", "wrongly refused",
+                                   "missed refusal")
+
+
+class GeneratedText(Protocol):
+    """What scoring reads of a generation (generation.Generation has these fields)."""
+    text: str
+    token_ids: Sequence[int]
+    truncated: bool
+    latency_ms: float
+
+
+# --- one row --------------------------------------------------------------------------------------------
+
+
+def parse_output(raw: str) -> tuple[bool, dict[str, Any] | None]:
+    """(parsed, ast): parsed when the whole output is one JSON object."""
+    try:
+        value = json.loads(raw.strip())
+    except (json.JSONDecodeError, ValueError):
+        return False, None
+    return (True, value) if isinstance(value, dict) else (False, None)
+
+
+def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: GeneratedText, *, prompt_text: str,
+                 constrained: bool) -> dict[str, Any]:
+    """One evaluation record without the teacher's judgement (unless the meaning matches: then no call)."""
+    parsed, ast = parse_output(generation.text)
+    error = dsl.validation_error(schema, ast) if parsed else "output is not one JSON object"
+    range_ops = dsl.range_aliases(schema)
+    gold = row["ast"]
+    same_meaning = parsed and semantic_match(ast, gold, range_ops)
+    return {
+        "id": row["id"], "schema_id": row["schema_id"], "split": row.get("split"),
+        "schema_seen": row.get("schema_seen"), "language": row.get("language"),
+        "kind": row.get("kind") or kind_of(gold), "query": row.get("query"),
+        "prompt_text": prompt_text, "student_raw": generation.text, "student_ast": ast,
+        "parsed": parsed, "schema_valid": parsed and error is None, "validation_error": error,
+        "exact_match": parsed and exact_match(ast, gold), "semantic_match": same_meaning,
+        # A matching meaning needs no judge: the gold AST is the one the teacher holds right.
+        "teacher_verdict": True if same_meaning else None,
+        "teacher_canonical": gold if same_meaning else None,
+        "teacher_reason": "same meaning as the gold AST" if same_meaning else None,
+        "student_canonical": canonical(ast, range_ops) if parsed else None,
+        "gold_ast": gold, "constrained": constrained, "truncated": generation.truncated,
+        "new_tokens": len(generation.token_ids), "latency_ms": round(generation.latency_ms, 3),
+    }
+
+
+def apply_verdict(record: dict[str, Any], verdict: Verdict) -> None:
+    record["teacher_verdict"] = bool(verdict.accept)
+    record["teacher_canonical"] = verdict.canonical_ast
+    record["teacher_reason"] = verdict.reason
+
+
+def apply_judge_error(record: dict[str, Any], error: TeacherError) -> None:
+    record["teacher_verdict"] = JUDGE_ERROR
+    record["teacher_canonical"] = None  # no AST to prefer: such a row never makes a DPO pair
+    record["teacher_reason"] = str(error)
+
+
+def teacher_accepted(record: Mapping[str, Any]) -> bool | None:
+    """The teacher's verdict on one evaluation row (a bool, {"accept": ...} or "accept"/"reject"), or None
+    (no verdict, or "error": the judge call failed; such a row is never taken for a rejection)."""
+    verdict = record.get("teacher_verdict")
+    if isinstance(verdict, dict):
+        verdict = verdict.get("accept")
+    if isinstance(verdict, str):
+        return {"accept": True, "accepted": True, "reject": False, "rejected": False}.get(verdict.lower())
+    return verdict if isinstance(verdict, bool) else None
+
+
+def row_passes(record: Mapping[str, Any]) -> bool:
+    """Schema-valid and right in meaning (canonical match, or the teacher accepted it)."""
+    return bool(record.get("schema_valid")) and (bool(record.get("semantic_match"))
+                                                 or teacher_accepted(record) is True)
+
+
+def classify_failure(record: Mapping[str, Any]) -> str | None:
+    """Why an evaluation row failed (one of FAILURE_CAUSES), or None when it passed."""
+    if row_passes(record):
+        return None
+    if not record.get("parsed"):
+        return "not parsed"
+    gold_refusal = record.get("kind") == REFUSAL
+    student_refusal = is_refusal(record.get("student_ast"))
+    if gold_refusal and not student_refusal:
+        return "missed refusal"
+    if student_refusal and not gold_refusal:
+        return "wrongly refused"
+    if not record.get("schema_valid"):
+        return "schema invalid"
+    return "wrong meaning"
+
+
+# --- groups of rows -------------------------------------------------------------------------------------
+
+
+def rate(hits: int, total: int) -> float | None:
+    """hits / total rounded as every summary writes it; None when there is no denominator."""
+    return round(hits / total, 6) if total else None
+
+
+def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The rates of one group of records (None where a rate has no denominator): "n", then RATE_KEYS."""
+    n = len(records)
+
+    def count(pred: Callable[[Mapping[str, Any]], Any]) -> int:
+        return sum(1 for r in records if pred(r))
+
+    gold_refusals = count(lambda r: r.get("kind") == REFUSAL)
+    said_refusal = count(lambda r: is_refusal(r.get("student_ast")))
+    both = count(lambda r: r.get("kind") == REFUSAL and is_refusal(r.get("student_ast")))
+    return {
+        "n": n,
+        "parsed_rate": rate(count(lambda r: r["parsed"]), n),
+        "schema_valid_rate": rate(count(lambda r: r["schema_valid"]), n),
+        "exact_match_rate": rate(count(lambda r: r["exact_match"]), n),
+        "semantic_match_rate": rate(count(lambda r: r["semantic_match"]), n),
+        "teacher_accept_rate": rate(count(lambda r: r.get("teacher_verdict") is True), n),
+        "semantic_pass_rate": rate(count(lambda r: r["schema_valid"] and r.get("teacher_verdict") is True), n),
+        "refusal_precision": rate(both, said_refusal),
+        "refusal_recall": rate(both, gold_refusals),
+        "truncated_rate": rate(count(lambda r: r.get("truncated")), n),
+        "judge_error_rate": rate(count(lambda r: r.get("teacher_verdict") == JUDGE_ERROR), n),
+    }
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """overall, by_schema {seen, unseen}, by_language {en, fr} (other languages get their own key)."""
+    languages = sorted({str(r.get("language")) for r in records if r.get("language")} | set(LANGUAGES))
+    return {
+        "overall": metrics(records),
+        "by_schema": {"seen": metrics([r for r in records if r.get("schema_seen") is not False]),
+                      "unseen": metrics([r for r in records if r.get("schema_seen") is False])},
+        "by_language": {lang: metrics([r for r in records if r.get("language") == lang]) for lang in languages},
+    }

@@ -1,0 +1,680 @@
+"""Every config key, once: its section, type, default and help text.
+
+One dataclass per config section holds, per key, the type (the annotation), the default, and in the field's
+metadata the help text (with its unit), an optional flag name and a help group. Everything else is made from
+them: the loader (`load_settings`, and `config.load_config` on top of it) checks a config file's keys and
+types against the annotations; `config/defaults.json` and the README's "Defaults explained" tables are
+generated (`uv run python -m ast_distill.settings --write`; a test fails when they are stale);
+`cli.add_settings_flags` makes the scripts' `--kebab-name` flags. A new key is one field here.
+
+Types: a config file's value must be of the annotated type (a float key also takes an int; `X | None` also
+takes null); a `Literal` key takes one of its values; `bf16` / `torch_compile` take true, false or "always"
+(on even where the stage measures it slower; see hardware.py).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS_PATH = REPO_ROOT / "config" / "defaults.json"
+README_PATH = REPO_ROOT / "README.md"
+WRITE_COMMAND = "uv run python -m ast_distill.settings --write"
+README_BEGIN = f"<!-- settings:begin (generated from src/ast_distill/settings.py: {WRITE_COMMAND}) -->"
+README_END = "<!-- settings:end -->"
+DEFAULTS_COMMENT = ("The real run: Ollama teacher gpt-oss:120b, student unsloth/gemma-3-270m-it with LoRA (Unsloth "
+                    "on CUDA). Every known key lives here; other config files overlay it. README 'Defaults "
+                    "explained' documents each key.")
+
+TeacherBackend = Literal["grammar", "ollama", "openai"]  # the one list: teachers.BACKENDS is made from it
+TrainingBackend = Literal["auto", "hf", "unsloth"]  # student.models.BACKENDS is made from it
+Optimizer = Literal["adamw", "muon"]  # student.optim.OPTIMIZERS is made from it
+SchemaFormat = Literal["compact", "json"]  # prompting.SCHEMA_FORMATS is made from it
+Switch = bool | Literal["always"]  # on where measured faster / "always" = on regardless / off
+
+
+# --- types -------------------------------------------------------------------------------------------------------
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def field_type(cls: type, key: str) -> Any:
+    """The annotation of `key` in section class `cls`, evaluated."""
+    return _hints(cls)[key]
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(m for part in typing.get_args(annotation) for m in _members(part))
+    return (annotation,)
+
+
+def choices(annotation: Any) -> tuple[Any, ...]:
+    """The values a Literal part of the annotation allows (empty when none)."""
+    return tuple(v for m in _members(annotation) if typing.get_origin(m) is Literal for v in typing.get_args(m))
+
+
+def allowed_types(annotation: Any) -> tuple[type, ...]:
+    """The JSON value types a key takes: a float also takes an int, a Literal its values' type, X | None null."""
+    allowed: list[type] = []
+    for member in _members(annotation):
+        if typing.get_origin(member) is Literal:
+            kinds = tuple(type(v) for v in typing.get_args(member))
+        elif member is float:
+            kinds = (int, float)
+        else:
+            kinds = (member,)
+        for kind in kinds:
+            if kind not in allowed:
+                allowed.append(kind)
+    if type(None) in allowed:  # null is named last
+        allowed = [k for k in allowed if k is not type(None)] + [type(None)]
+    return tuple(allowed)
+
+
+def type_name(annotation: Any) -> str:
+    """How a type reads in docs: int, float, str | None, "compact" | "json", bool | "always"."""
+    parts = []
+    for member in _members(annotation):
+        if typing.get_origin(member) is Literal:
+            parts += [json.dumps(v) for v in typing.get_args(member)]
+        else:
+            parts.append("None" if member is type(None) else member.__name__)
+    return " | ".join(parts)
+
+
+def _type_ok(value: Any, allowed: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in allowed:
+        return False  # True is an int in Python; not in a config file
+    return isinstance(value, allowed)
+
+
+# --- the sections -----------------------------------------------------------------------------------------------
+
+def setting(default: Any, help: str, *, flag: str | None = None, group: str = "", metavar: str | None = None) -> Any:
+    """A config key: its default, its one help text (with the unit), its flag name when not --kebab-key, its
+    help group, and the metavar --help shows when not the flag's name."""
+    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "metavar": metavar})
+
+
+def _section(name: str, title: str) -> Any:
+    """Name a section class and append a "Parameters" list, made from the field metadata, to its docstring."""
+    def wrap(cls: type) -> type:
+        cls = dataclass(cls)
+        cls.SECTION = name
+        cls.TITLE = title
+        lines = [(cls.__doc__ or "").rstrip(), "", "    Parameters:"]
+        group = None
+        for f in dataclasses.fields(cls):
+            if f.metadata["group"] != group:
+                group = f.metadata["group"]
+                lines += ["", f"        > {group}", ""]
+            lines.append(f"        {f.name} (`{type_name(field_type(cls, f.name))}`, defaults to "
+                         f"`{json.dumps(f.default)}`):")
+            lines.append(f"            {f.metadata['help']}")
+        cls.__doc__ = "\n".join(lines) + "\n"
+        return cls
+    return wrap
+
+
+@_section("teacher", "who writes and judges the data")
+class TeacherSettings:
+    """
+    The teacher: the LLM (or the built-in grammar teacher) that writes the data in stages 1 and 3 and judges the
+    student's outputs in stages 6 and 7.
+    """
+
+    backend: TeacherBackend = setting(
+        "ollama", "`ollama` (the `ollama` client), `openai` (any OpenAI-compatible server: vLLM, llama.cpp, LM "
+        "Studio) or `grammar` (the built-in teacher: no LLM, offline, deterministic for a seed)", group="backend")
+    host: str | None = setting(
+        None, "where Ollama listens; null follows Ollama's own convention: the `OLLAMA_HOST` environment variable, "
+        "else `http://127.0.0.1:11434`", group="backend")
+    openai_base_url: str | None = setting(
+        None, "base URL of an OpenAI-compatible server (e.g. `http://127.0.0.1:8000/v1`)", group="backend")
+    openai_api_key_env: str = setting(
+        "OPENAI_API_KEY", "environment variable holding its API key (unset = no key)", group="backend")
+    timeout_s: float = setting(
+        300.0, "seconds one request may take before it is retried", group="requests")
+    concurrency: int = setting(
+        4, "teacher requests in flight at once (the async client); in stage 3 one schema each", group="requests")
+    num_ctx: int | None = setting(
+        None, "Ollama context size in tokens; null sizes it to each prompt plus room for the reply (Ollama's small "
+        "default silently cuts long prompts)", group="requests")
+    temperature: float = setting(
+        0.7, "sampling temperature when writing data (judging always starts at 0)", group="requests")
+
+
+@_section("dataset_generation", "stages 1 to 4")
+class DatasetGenerationSettings:
+    """
+    Stages 1 to 4: domain prompts -> domain specs (d_01) -> JSON Schemas (d_02) -> (request, AST) rows (d_03) ->
+    training corpus (d_04) and test set (d_05).
+    """
+
+    prompts_path: str = setting(
+        "data/domain_prompts.jsonl", "domain prompts JSONL: one domain per line: name, description and a pool of "
+        "candidate fields (the built-in teacher samples from it; an LLM teacher invents fields from the "
+        "description)", flag="--prompts", group="inputs")
+    base_schema_template: str = setting(
+        "data/base_schema_template.json", "the DSL as a JSON Schema with `Field` and `Compare` left to fill per "
+        "domain (the `__FIELD__`/`__COMPARE__` placeholders)", flag="--template", group="inputs")
+    operator_catalog: str = setting(
+        "data/operator_catalog.json", "the operator pool (JSON): value shape, field types, meaning and synonyms of "
+        "each", group="inputs")
+    teacher_model: str = setting(
+        "gpt-oss:120b", "the LLM teacher's model id (an empty string: `LLM_MODEL`, then `.llmrc`); ignored by the "
+        "built-in teacher", group="teacher")
+    examples_per_schema: int = setting(
+        60, "example requests asked for inside each domain spec (context for pair generation: each pairs request "
+        "shows 12 of them, shuffled by the seed, the next request the next 12, so all get used)", group="sizes")
+    schemas_per_domain: int = setting(
+        1, "schema variants per domain (other fields and operator names), each from its own spec: more DSLs to "
+        "learn from", group="sizes")
+    max_domains: int | None = setting(
+        None, "use only the first N domains of the prompts file (null or -1 = all)", group="sizes")
+    min_operators: int = setting(
+        4, "fewest operators per schema, `eq` included (`eq` always, the rest sampled); each under one synonym "
+        "chosen per schema, so the student must read the schema", group="sizes")
+    max_operators: int = setting(
+        7, "most operators per schema", group="sizes")
+    seed: int = setting(
+        11, "seed of every sampling choice in stages 1 to 4 (each schema's teacher seed derives from it and the "
+        "schema id)", group="sizes")
+    samples_per_schema: int = setting(
+        60, "(query, AST) rows asked for per schema", group="sizes")
+    refusal_fraction: float = setting(
+        0.15, "share of requests the schema cannot express (the answer is a refusal); every teacher, LLM ones "
+        "included, is asked for this share", group="sizes")
+    teacher_retries: int = setting(
+        3, "tries after the first when a teacher call fails or its reply does not parse or validate (-1 = forever)",
+        group="teacher")
+    teacher_retry_wait: float = setting(
+        1.0, "seconds before the first retry, doubling after each", group="teacher")
+    checkpoint_every: int = setting(
+        20, "rows between two fsyncs of d_03 (a crash loses at most this many; a rerun resumes by id)",
+        group="checkpointing")
+    resume: bool = setting(
+        True, "continue from what is on disk: d_01 keeps each spec made with the same teacher, model, seed, "
+        "`examples_per_schema` and prompt (so the schema ids of d_02 stay those d_03's rows refer to), d_03 its "
+        "rows; false starts over", group="checkpointing")
+    include_invalid: bool = setting(
+        True, "keep rows whose AST failed validation in d_03 (marked `is_valid: false`) and list them in "
+        "`<d_04>.invalid.jsonl`; they never become training or test rows", group="splits")
+    max_samples: int | None = setting(
+        None, "cap on valid d_03 rows made into the corpus, a seeded sample (null or -1 = all)", group="splits")
+    schema_format: SchemaFormat = setting(
+        "compact", "how prompts show the schema: `compact` text (every field, type, value and operator meaning) or "
+        "minified `json`", group="splits")
+    heldout_schema_fraction: float = setting(
+        0.2, "share of domains whose every schema is held out: test only, never trained on (unseen DSLs); at "
+        "least one domain when above 0", group="splits")
+    val_fraction: float = setting(
+        0.05, "share of the seen-schema rows for `val` (eval_loss); the rest of the shares is `train`",
+        group="splits")
+    pref_fraction: float = setting(
+        0.15, "share of the seen-schema rows for `pref` (the DPO pool)", group="splits")
+    test_fraction: float = setting(
+        0.1, "share of the seen-schema rows for `test` (d_05, beside the unseen-schema rows)", group="splits")
+    schema_specs_out: str = setting(
+        "outputs/d_01_domain_specs.jsonl", "d_01 JSONL: the domain specs (stage 1 writes it)",
+        flag="--domain-specs", group="outputs")
+    final_schemas_out: str = setting(
+        "outputs/d_02_final_schemas.jsonl", "d_02 JSONL: the final JSON Schemas (stage 2 writes it)",
+        flag="--schemas", group="outputs")
+    dataset_out: str = setting(
+        "outputs/d_03_dataset.jsonl", "d_03 JSONL: the (request, AST) rows (stage 3 writes it)", flag="--dataset",
+        group="outputs")
+    training_corpus_out: str = setting(
+        "outputs/d_04_training_corpus.jsonl", "d_04 JSONL: the training corpus, `train`, `val` and `pref` rows "
+        "(stage 4 writes it)", group="outputs")
+    test_set_out: str = setting(
+        "outputs/d_05_test_set.jsonl", "d_05 JSONL: the test set, seen- and unseen-schema rows (stage 4 writes it)",
+        flag="--test-out", group="outputs")
+    pretty_dir: str = setting(
+        "outputs/pretty", "folder for indented copies of d_01 to d_05", group="outputs")
+
+
+@_section("training", "SFT (stage 5)")
+class TrainingSettings:
+    """
+    Stage 5: supervised fine-tuning of the student on the corpus's `train` rows (eval_loss on its `val` rows).
+    """
+
+    training_corpus: str = setting(
+        "outputs/d_04_training_corpus.jsonl", "the corpus (d_04 JSONL); only `train` rows are trained on, `val` rows "
+        "give eval_loss", group="inputs and outputs")
+    output_dir: str = setting(
+        "outputs/student_runs/gemma3-270m", "run folder: checkpoints, metrics, run_config.json",
+        group="inputs and outputs")
+    base_model: str = setting(
+        "unsloth/gemma-3-270m-it", "a hub id or local folder (LoRA), or `scratch` (a small Gemma 3 with random "
+        "weights and a tokenizer trained on the corpus, trained in full)", group="inputs and outputs")
+    backend: TrainingBackend = setting(
+        "auto", "`unsloth` (CUDA), `hf` (transformers + PEFT + TRL, any device) or `auto` (unsloth when CUDA and "
+        "unsloth are there)", group="inputs and outputs")
+    seed: int = setting(
+        3407, "seed of initialisation, shuffling and dropout", group="data")
+    max_samples: int | None = setting(
+        None, "cap on training rows (null = all)", group="data")
+    max_seq_length: int = setting(
+        32768, "token budget per example (prompt + completion); longer examples are dropped and counted, never cut",
+        group="data")
+    requests_per_sequence: int = setting(
+        1, "chain up to N train requests of one schema into one conversation: the schema is read once, every "
+        "answer is supervised (TRL `assistant_only_loss`); 1 = one request per example", group="data")
+    batch_size: int = setting(
+        4, "rows (sequences) per device batch", group="optimization")
+    grad_accum: int = setting(
+        4, "batches accumulated per optimizer step (effective batch = `batch_size` x `grad_accum`)",
+        group="optimization")
+    optimizer: Optimizer = setting(
+        "adamw", "`adamw`, or `muon`: torch's Muon on the hidden weight matrices (attention and MLP) and AdamW, at "
+        "`learning_rate`, on embeddings and norms; both follow the schedule", group="optimization")
+    learning_rate: float = setting(
+        5e-05, "peak learning rate (AdamW's; with `optimizer: muon`, that of embeddings and norms)",
+        group="optimization")
+    muon_learning_rate: float = setting(
+        0.02, "with `optimizer: muon`: the peak learning rate of the hidden matrices", group="optimization")
+    lr_scheduler_type: str = setting(
+        "linear", "transformers learning-rate schedule: `linear`, `cosine`, `cosine_with_min_lr`, ...",
+        group="optimization")
+    min_lr_rate: float = setting(
+        0.0, "with `lr_scheduler_type` `cosine_with_min_lr`: the final learning rate as a share of the peak (any "
+        "other scheduler needs 0)", group="optimization")
+    weight_decay: float = setting(
+        0.01, "decoupled weight decay (AdamW, and Muon with `optimizer: muon`)", group="optimization")
+    warmup_steps: int = setting(
+        50, "linear warmup, in optimizer steps", group="optimization")
+    max_steps: int = setting(
+        3000, "stop after this many optimizer steps (-1: after `num_epochs`); an upper bound when `max_minutes` is "
+        "set", group="schedule")
+    max_minutes: float = setting(
+        0.0, "time budget of the training loop in minutes (0 = none): the step time is measured after the first "
+        "step, and the schedule is fitted to end inside the budget (see [Fast path and time "
+        "budget](#fast-path-and-time-budget))", group="schedule")
+    num_epochs: float = setting(
+        20.0, "epochs, used when `max_steps` is -1", group="schedule")
+    val_split: float = setting(
+        0.05, "0 turns eval off; otherwise eval runs on the corpus's `val` rows (or this share of train if there "
+        "are none)", group="schedule")
+    eval_max_samples: int = setting(
+        256, "cap on eval rows", group="schedule")
+    eval_steps: int = setting(
+        50, "evaluate (eval_loss and sample generations) every N steps", group="schedule")
+    eval_accumulation_steps: int = setting(
+        2, "move eval outputs off the device every N eval batches (memory; 0 = all at the end)",
+        group="precision and memory")
+    logging_steps: int = setting(
+        10, "log train metrics every N steps", group="schedule")
+    save_steps: int = setting(
+        200, "write checkpoint-N every N steps (0 = never)", group="schedule")
+    save_total_limit: int = setting(
+        3, "keep at most N checkpoint-N folders (0 = keep all)", group="schedule")
+    max_grad_norm: float = setting(
+        1.0, "gradient clipping norm", group="optimization")
+    early_stop_min_delta: float = setting(
+        0.002, "eval_loss improvement (nats) that counts as progress", group="schedule")
+    early_stop_patience: int = setting(
+        2, "stop when eval_loss has not improved by `early_stop_min_delta` for this many evals (0 = never stop "
+        "early)", group="schedule")
+    load_in_4bit: bool = setting(
+        True, "4-bit base weights (bitsandbytes, CUDA only; ignored with a note elsewhere)",
+        group="precision and memory")
+    bf16: Switch = setting(
+        True, "bfloat16 mixed precision where it is measured faster on this machine (CUDA with bf16; a CPU whose "
+        "bf16 matmul is at least as fast as fp32); `\"always\"` forces it (with a one-line warning where it is "
+        "slower); false turns it off", group="precision and memory")
+    torch_compile: Switch = setting(
+        False, "true: compile where it pays (CUDA, or a CPU with fast bf16; on an AVX2-only CPU it gained 6.5% a "
+        "step but its first step took minutes); `\"always\"` forces it. A compiled run pads every train batch to "
+        "`max_seq_length`, drops a short last train batch, and evaluates one row at a time (one input shape each, "
+        "so one compile of ~30 s on a fast CPU). Worth it when the chained conversations nearly fill "
+        "`max_seq_length` (native-bf16 CPU: 800 steps in 339 s instead of 473 s)", group="precision and memory")
+    use_gradient_checkpointing: bool = setting(
+        False, "recompute activations to save memory", group="precision and memory")
+    group_by_length: bool = setting(
+        True, "batch examples of similar length together (less padding)", group="data")
+    sample_generations: int = setting(
+        3, "val prompts generated greedily at each eval and logged (parsed? valid?; 0 = none)", group="schedule")
+    lora_r: int = setting(
+        64, "LoRA rank (hub/local base models)", group="LoRA")
+    lora_alpha: int = setting(
+        128, "LoRA scaling numerator", group="LoRA")
+    lora_dropout: float = setting(
+        0.05, "dropout on the LoRA path", group="LoRA")
+    scratch_hidden_size: int = setting(
+        192, "scratch student: model width (hidden size)", group="scratch student")
+    scratch_num_layers: int = setting(
+        4, "scratch student: transformer layers", group="scratch student")
+    scratch_num_heads: int = setting(
+        4, "scratch student: attention heads", group="scratch student")
+    scratch_num_kv_heads: int = setting(
+        2, "scratch student: key/value heads", group="scratch student")
+    scratch_head_dim: int = setting(
+        48, "scratch student: width of one attention head", group="scratch student")
+    scratch_intermediate_size: int = setting(
+        768, "scratch student: MLP width", group="scratch student")
+    scratch_vocab_size: int = setting(
+        2048, "scratch student: BPE vocabulary size, in tokens", group="scratch student")
+    scratch_rope_theta: int = setting(
+        10000, "scratch student: rotary position base of every layer (Gemma 3's global layers use 1e6, made for "
+        "128k contexts; over a few hundred tokens 1e4 keeps positions sharp: eval_loss 1.03 vs 1.12 after 400 "
+        "steps)", group="scratch student")
+    torch_threads: int = setting(
+        0, "CPU threads for torch (0 = torch's default)", group="precision and memory")
+
+
+@_section("evaluation", "stage 6")
+class EvaluationSettings:
+    """
+    Stage 6: the student generates for each row, its output is scored and the teacher judges outputs whose
+    meaning differs from the gold AST.
+    """
+
+    dataset: str = setting(
+        "outputs/d_05_test_set.jsonl", "rows to evaluate, d_05 or d_04 shaped JSONL", group="inputs")
+    final_schemas: str = setting(
+        "outputs/d_02_final_schemas.jsonl", "the d_02 schemas file the rows refer to", flag="--schemas",
+        group="inputs", metavar="FILE")
+    adapter: str | None = setting(
+        None, "the student checkpoint to evaluate: a LoRA adapter or a full (scratch) model folder",
+        group="inputs")
+    out_dir: str = setting(
+        "outputs/student_runs/eval", "folder for evaluation_results.jsonl and evaluation_summary.json",
+        group="outputs")
+    teacher_model: str | None = setting(
+        None, "judge model (null: `dataset_generation.teacher_model`, then `LLM_MODEL`, then `.llmrc`: the same "
+        "rule as for generating; the preflight check tests this model; the built-in teacher needs none)",
+        group="judge")
+    max_new_tokens: int = setting(
+        256, "token budget per output; an output that reaches it is `truncated`", group="decoding")
+    temperature: float = setting(
+        0.0, "sampling temperature (0 = greedy)", group="decoding")
+    top_p: float = setting(
+        1.0, "nucleus sampling mass when temperature > 0 (1.0 = off)", group="decoding")
+    batch_size: int = setting(
+        16, "prompts generated together (left padding, length-sorted)", group="decoding")
+    max_samples: int | None = setting(
+        None, "evaluate a seeded random subset of at most this many rows (null or -1 = all)", group="inputs")
+    sample_seed: int = setting(
+        0, "seed of that subset and of sampling", group="inputs")
+    include_invalid: bool = setting(
+        False, "also evaluate rows whose gold AST is invalid", group="inputs")
+    constrained: bool = setting(
+        True, "schema-constrained decoding: the row's JSON Schema as a grammar (xgrammar)", group="decoding")
+    teacher_retries: int = setting(
+        3, "judge retries per failed teacher call (-1 = forever)", group="judge")
+    teacher_retry_wait: float = setting(
+        1.0, "seconds before the first judge retry, doubling after each", group="judge")
+    checkpoint_every: int = setting(
+        50, "fsync the results and update the progress checkpoint every N rows", group="outputs")
+    resume: bool = setting(
+        True, "resume by id when the checkpoint's fingerprint, the decoding settings and the selected rows are "
+        "those the results were made with, else start over, saying which differ; false always starts over (which "
+        "also judges rows whose verdict is `error` again)", group="outputs")
+
+
+@_section("alignment", "stages 7 and 8")
+class AlignmentSettings:
+    """
+    Stages 7 and 8: DPO pairs from the teacher's verdicts on the SFT student's `pref` rows, and DPO training.
+    """
+
+    eval_results: str = setting(
+        "outputs/student_runs/alignment/pref_eval/evaluation_results.jsonl", "the SFT student's per-row evaluation "
+        "on the `pref` rows (never test rows), with teacher verdicts", group="pairs (stage 7)")
+    eval_summary: str = setting(
+        "outputs/student_runs/alignment/pref_eval/evaluation_summary.json", "the summary of that evaluation",
+        group="pairs (stage 7)")
+    pairs_out: str = setting(
+        "outputs/student_runs/alignment/dpo_pairs.jsonl", "chosen/rejected pairs JSONL (stage 7 writes it, "
+        "stage 8 trains on it)", flag="--pairs", group="inputs and outputs")
+    adapter: str = setting(
+        "outputs/student_runs/gemma3-270m/checkpoint-final", "the SFT result DPO starts from (a LoRA adapter or a "
+        "full model folder); its chat template renders each pair's prompt", group="inputs and outputs")
+    output_dir: str = setting(
+        "outputs/student_runs/gemma3-270m-dpo", "run folder of the aligned student: checkpoints, metrics, "
+        "run_config.json", group="inputs and outputs")
+    base_model: str = setting(
+        "unsloth/gemma-3-270m-it", "base of the SFT adapter, which a LoRA adapter is merged into (scratch: "
+        "`scratch`)", group="inputs and outputs")
+    pref_max_samples: int | None = setting(
+        None, "cap on `pref` rows evaluated (null = all)", group="pairs (stage 7)")
+    only_rejected: bool = setting(
+        True, "keep only rows the teacher rejected", group="pairs (stage 7)")
+    max_pairs: int | None = setting(
+        None, "keep at most N pairs, a seeded random subset (null = all)", group="pairs (stage 7)")
+    max_seq_length: int = setting(
+        32768, "token budget per prompt + completion (as SFT); longer pairs are dropped and counted",
+        group="precision and memory")
+    batch_size: int = setting(
+        2, "pairs per device batch", group="schedule")
+    grad_accum: int = setting(
+        8, "batches per optimizer step", group="schedule")
+    learning_rate: float = setting(
+        5e-06, "peak learning rate (linear decay)", group="schedule")
+    warmup_steps: int = setting(
+        50, "linear warmup, in optimizer steps", group="schedule")
+    max_steps: int = setting(
+        500, "optimizer steps (-1 = one pass over the pairs); an upper bound when `max_minutes` is set",
+        group="schedule")
+    max_minutes: float = setting(
+        0.0, "time budget of the DPO loop in minutes, as `training.max_minutes` (0 = none)", group="schedule")
+    logging_steps: int = setting(
+        10, "log loss and rewards/* every N steps", group="schedule")
+    save_steps: int = setting(
+        100, "write checkpoint-N every N steps (0 = never)", group="schedule")
+    save_total_limit: int = setting(
+        3, "keep at most N checkpoint-N folders (0 = keep all)", group="schedule")
+    beta: float = setting(
+        0.1, "DPO strength: how far the policy may move from the reference (higher = stay closer to the SFT "
+        "model)", group="DPO")
+    lora_r: int = setting(
+        64, "rank of the new DPO adapter (LoRA students)", group="LoRA")
+    lora_alpha: int = setting(
+        128, "LoRA scaling numerator", group="LoRA")
+    lora_dropout: float = setting(
+        0.05, "dropout on the LoRA path", group="LoRA")
+    load_in_4bit: bool = setting(
+        True, "4-bit base weights, as SFT", group="precision and memory")
+    bf16: Switch = setting(
+        True, "bfloat16 mixed precision, measured as for SFT (`\"always\"` forces it, false turns it off)",
+        group="precision and memory")
+    seed: int = setting(
+        3407, "seed of initialisation, data order and the `max_pairs` subset", group="schedule")
+
+
+@_section("reporting", "stage 9")
+class ReportingSettings:
+    """
+    Stage 9: Markdown reports and plots from the training metrics and evaluations.
+    """
+
+    out_dir: str = setting(
+        "outputs/reports/gemma-3-270m-it", "folder for report.md, alignment_report.md and the plots",
+        group="outputs")
+    examples_per_cause: int = setting(
+        3, "failure examples shown per cause in report.md, in rows", group="outputs")
+
+
+SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
+    TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, AlignmentSettings,
+    ReportingSettings)}
+
+
+@dataclass
+class Settings:
+    """
+    Every setting of the pipeline, one attribute per config section (config/defaults.json's sections).
+
+    Parameters:
+        teacher (`TeacherSettings`): who writes and judges the data.
+        dataset_generation (`DatasetGenerationSettings`): stages 1 to 4.
+        training (`TrainingSettings`): SFT (stage 5).
+        evaluation (`EvaluationSettings`): stage 6.
+        alignment (`AlignmentSettings`): stages 7 and 8.
+        reporting (`ReportingSettings`): stage 9.
+    """
+
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    dataset_generation: DatasetGenerationSettings = field(default_factory=DatasetGenerationSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
+    reporting: ReportingSettings = field(default_factory=ReportingSettings)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """{section: {key: value}}, in defaults.json's order (what config.load_config returns)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+
+def check_value(where: str, section: str, key: str, value: Any) -> None:
+    """A one-line UserError unless `value` suits the key's annotation."""
+    annotation = field_type(SECTIONS[section], key)
+    allowed = allowed_types(annotation)
+    if not _type_ok(value, allowed):
+        names = "/".join("null" if t is type(None) else t.__name__ for t in allowed)
+        raise UserError(f"{where}config key '{section}.{key}' must be {names}, got {json.dumps(value)}")
+    allowed_values = choices(annotation)
+    if allowed_values and isinstance(value, str) and value not in allowed_values:
+        if bool in allowed:  # bf16 / torch_compile
+            raise UserError(f"{where}config key '{section}.{key}' must be true, false or \"always\", got "
+                            f"{json.dumps(value)}")
+        raise UserError(f"{where}config key '{section}.{key}' must be one of "
+                        f"{', '.join(json.dumps(v) for v in allowed_values)}, got {json.dumps(value)}")
+
+
+# --- the loader --------------------------------------------------------------------------------------------------
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A config file's JSON object; a missing file or bad JSON is a one-line UserError."""
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass --config with an existing file "
+                        f"(see config/defaults.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"config file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                        f"{exc.msg}); fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a JSON object of sections")
+    return data
+
+
+def overlay(settings: Settings, extra: dict[str, Any], path: Path) -> Settings:
+    """`settings` with the values of a config file's object over it; every section, key and type checked."""
+    changed: dict[str, dict[str, Any]] = {}
+    for section, values in extra.items():
+        if section.startswith("_"):
+            continue  # "_comment" and friends document a file; they carry no settings
+        if section not in SECTIONS:
+            raise UserError(f"{path}: unknown config section '{section}'; known sections: "
+                            f"{', '.join(sorted(SECTIONS))}")
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: section '{section}' must be a JSON object")
+        keys = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key, value in values.items():
+            if key.startswith("_"):
+                continue
+            if key not in keys:
+                raise UserError(f"{path}: unknown config key '{section}.{key}'; see config/defaults.json "
+                                f"for the known keys of '{section}'")
+            check_value(f"{path}: ", section, key, value)
+            changed.setdefault(section, {})[key] = value
+    return dataclasses.replace(settings, **{
+        section: dataclasses.replace(getattr(settings, section), **values) for section, values in changed.items()})
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """The defaults (the dataclasses above) overlaid with the given config file. Errors are one-line
+    UserErrors naming the file and key."""
+    settings = Settings()
+    if path is not None:
+        settings = overlay(settings, read_json_object(Path(path)), Path(path))
+    return settings
+
+
+# --- generated files ---------------------------------------------------------------------------------------------
+
+def defaults_json() -> str:
+    """The text of config/defaults.json."""
+    return json.dumps({"_comment": DEFAULTS_COMMENT, **Settings().as_dict()}, indent=2) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"`{value}`"
+    return json.dumps(value)
+
+
+def readme_tables() -> str:
+    """The README's "Defaults explained" tables (between the settings markers), one row per key."""
+    out: list[str] = []
+    for name, cls in SECTIONS.items():
+        out += [f"### `{name}`: {cls.TITLE}", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            kind = type_name(field_type(cls, f.name)).replace("None", "null").replace("|", "\\|")
+            out.append(f"| `{f.name}` | {kind} | {_cell(f.default)} | {f.metadata['help']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def readme_with_tables(text: str) -> str:
+    """README text with the part between the markers replaced by readme_tables()."""
+    pattern = re.compile(re.escape(README_BEGIN) + r"\n.*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise UserError(f"{README_PATH}: no '{README_BEGIN}' ... '{README_END}' markers")
+    return pattern.sub(lambda _: f"{README_BEGIN}\n{readme_tables()}{README_END}", text, count=1)
+
+
+def stale_files() -> list[Path]:
+    """The generated files that differ from what the dataclasses make."""
+    stale = []
+    if not DEFAULTS_PATH.is_file() or DEFAULTS_PATH.read_text(encoding="utf-8") != defaults_json():
+        stale.append(DEFAULTS_PATH)
+    readme = README_PATH.read_text(encoding="utf-8")
+    if readme_with_tables(readme) != readme:
+        stale.append(README_PATH)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate (or check) config/defaults.json and the README's "
+                                                 "'Defaults explained' tables from the settings dataclasses.")
+    parser.add_argument("--write", action="store_true", help="rewrite both files")
+    parser.add_argument("--write-defaults", action="store_true", help="rewrite config/defaults.json")
+    parser.add_argument("--write-readme", action="store_true", help="rewrite the README's tables")
+    args = parser.parse_args(argv)
+    if args.write or args.write_defaults:
+        DEFAULTS_PATH.write_text(defaults_json(), encoding="utf-8")
+        print(f"wrote {DEFAULTS_PATH}")
+    if args.write or args.write_readme:
+        README_PATH.write_text(readme_with_tables(README_PATH.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"wrote the settings tables of {README_PATH}")
+    if not (args.write or args.write_defaults or args.write_readme):
+        stale = stale_files()
+        for path in stale:
+            print(f"stale: {path}; run: {WRITE_COMMAND}", file=sys.stderr)
+        return 1 if stale else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Run dirs (runs.py): one rule for "latest checkpoint" and "final checkpoint complete", asked by Python and
+by the bash runners alike."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ast_distill import runs
+from ast_distill.config import REPO_ROOT
+
+
+def make_checkpoint(run_dir: Path, step: int, *, state: bool = True) -> Path:
+    folder = run_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    if state:
+        (folder / runs.TRAINER_STATE).write_text("{}", encoding="utf-8")
+    return folder
+
+
+def make_final(run_dir: Path, files: tuple[str, ...]) -> Path:
+    final = run_dir / runs.FINAL_DIR
+    final.mkdir(parents=True)
+    for name in files:
+        (final / name).write_text("{}", encoding="utf-8")
+    return final
+
+
+def test_latest_checkpoint_is_the_highest_step_the_trainer_can_resume(tmp_path: Path) -> None:
+    make_checkpoint(tmp_path, 9)
+    make_checkpoint(tmp_path, 10)
+    make_checkpoint(tmp_path, 200, state=False)  # interrupted while saving: no trainer_state.json
+    (tmp_path / "checkpoint-final").mkdir()
+    assert runs.latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # numeric, not text, order
+    assert runs.latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_final_checkpoint_needs_weights_config_and_tokenizer(tmp_path: Path) -> None:
+    complete = make_final(tmp_path / "a", ("adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json"))
+    no_config = make_final(tmp_path / "b", ("model.safetensors", "tokenizer_config.json"))
+    no_tokenizer = make_final(tmp_path / "c", ("model.safetensors", "config.json"))
+    assert runs.final_checkpoint_complete(complete)
+    assert not runs.final_checkpoint_complete(no_config)
+    assert not runs.final_checkpoint_complete(no_tokenizer)
+
+
+def runner_answer(function: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    script = f'source scripts/runner_common.sh; {function} "$1"'
+    return subprocess.run(["bash", "-c", script, "runner", str(run_dir)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_bash_runners_ask_the_same_rules(tmp_path: Path) -> None:
+    make_checkpoint(tmp_path, 3)
+    make_checkpoint(tmp_path, 40, state=False)
+    assert runner_answer("latest_checkpoint", tmp_path).stdout.strip() == str(tmp_path / "checkpoint-3")
+    assert runner_answer("final_complete", tmp_path).returncode == 1
+    make_final(tmp_path, ("model.safetensors", "config.json", "tokenizer_config.json"))
+    assert runner_answer("final_complete", tmp_path).returncode == 0
+    assert runner_answer("latest_checkpoint", tmp_path / "none").stdout.strip() == ""
+
+
+def test_resume_metrics_log_drops_records_after_the_checkpoint(tmp_path: Path) -> None:
+    log = runs.open_metrics_log(tmp_path, None)
+    for step in (1, 2, 3, 4):
+        log.write({"step": step, "loss": 1.0 / step})
+    log.close()
+    resumed = runs.open_metrics_log(tmp_path, str(tmp_path / "checkpoint-2"))
+    resumed.close()
+    steps = [line for line in (tmp_path / runs.METRICS_FILE).read_text(encoding="utf-8").splitlines() if line]
+    assert [json.loads(line)["step"] for line in steps] == [1, 2]
+
+
+def test_stage_modules_import_without_torch() -> None:
+    """The runners ask runs.py and scripts build their parsers from these modules: torch loads only when a
+    stage runs (seconds on every runner call otherwise)."""
+    code = ("import sys; import ast_distill.runs, ast_distill.training, ast_distill.alignment, ast_distill.student.models;"
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,157 @@
+"""The typed settings: one field per key makes defaults.json, the README tables, the loader's checks and the flags."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ast_distill import cli, settings
+from ast_distill.config import flag_settings, load_config
+from ast_distill.errors import UserError
+from ast_distill.settings import (DEFAULTS_PATH, README_PATH, SECTIONS, WRITE_COMMAND, AlignmentSettings,
+                                  EvaluationSettings, Settings, TrainingSettings, load_settings)
+
+
+def write_config(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_defaults_json_is_generated_from_the_dataclasses() -> None:
+    assert DEFAULTS_PATH.read_text(encoding="utf-8") == settings.defaults_json(), \
+        f"config/defaults.json is stale: run {WRITE_COMMAND}"
+
+
+def test_readme_tables_are_generated_from_the_dataclasses() -> None:
+    text = README_PATH.read_text(encoding="utf-8")
+    assert settings.README_BEGIN in text and settings.README_END in text
+    assert settings.readme_with_tables(text) == text, f"README's 'Defaults explained' is stale: run {WRITE_COMMAND}"
+    for name, cls in SECTIONS.items():  # one row per key
+        for f in dataclasses.fields(cls):
+            assert f"| `{f.name}` |" in text, f"{name}.{f.name}"
+
+
+def test_every_key_has_help_a_group_and_a_unique_flag() -> None:
+    for name, cls in SECTIONS.items():
+        flags = []
+        for f in dataclasses.fields(cls):
+            assert f.metadata["help"].strip(), f"{name}.{f.name} has no help text"
+            assert "\n" not in f.metadata["help"] and "|" not in f.metadata["help"], f"{name}.{f.name}"
+            assert f.metadata["group"], f"{name}.{f.name} has no help group"
+            flags.append(f.metadata["flag"] or "--" + f.name.replace("_", "-"))
+            assert f.name in (cls.__doc__ or ""), f"{name}.{f.name} missing from the docstring"
+        assert len(flags) == len(set(flags)), name
+
+
+def test_defaults_are_the_loaded_config_without_a_file() -> None:
+    assert load_config(None) == Settings().as_dict() == load_config(DEFAULTS_PATH)
+    assert load_settings(None) == Settings()
+
+
+def test_the_literals_match_the_library() -> None:
+    from ast_distill.prompting import SCHEMA_FORMATS
+    from ast_distill.teachers import BACKENDS
+
+    assert set(settings.choices(settings.field_type(SECTIONS["teacher"], "backend"))) == set(BACKENDS)
+    assert set(settings.choices(settings.field_type(SECTIONS["dataset_generation"], "schema_format"))) == \
+        set(SCHEMA_FORMATS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    cli.add_settings_flags(parser, TrainingSettings, ("batch_size", "learning_rate", "group_by_length", "optimizer",
+                                                      "bf16", "torch_compile", "max_samples", "output_dir"))
+    cli.add_settings_flags(parser, EvaluationSettings, ("final_schemas",))
+    return parser
+
+
+def test_generated_flags_parse_to_the_annotated_types() -> None:
+    args = _parser().parse_args(["--batch-size", "8", "--learning-rate", "1e-3", "--no-group-by-length",
+                                 "--optimizer", "muon", "--bf16=always", "--no-torch-compile", "--max-samples", "5",
+                                 "--output-dir", "/tmp/x", "--schemas", "s.jsonl"])
+    assert args.batch_size == 8 and isinstance(args.batch_size, int)
+    assert args.learning_rate == 1e-3 and isinstance(args.learning_rate, float)
+    assert args.group_by_length is False and args.optimizer == "muon"
+    assert args.bf16 == "always" and args.torch_compile is False
+    assert args.max_samples == 5 and args.output_dir == "/tmp/x" and args.final_schemas == "s.jsonl"
+    assert _parser().parse_args(["--bf16"]).bf16 is True
+    assert _parser().parse_args(["--group-by-length"]).group_by_length is True
+
+
+def test_unset_flags_fall_back_to_the_config_and_only_flagged_keys_resolve(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, {"training": {"batch_size": 2, "learning_rate": 0.5}}))
+    args = _parser().parse_args(["--batch-size", "8"])
+    resolved = flag_settings(args, config, "training")
+    assert list(resolved) == ["output_dir", "max_samples", "batch_size", "optimizer", "learning_rate", "bf16",
+                              "torch_compile", "group_by_length"]  # the section's order
+    assert resolved["batch_size"] == 8 and resolved["learning_rate"] == 0.5
+    assert resolved["bf16"] is True and resolved["group_by_length"] is True
+    assert flag_settings(args, config, "evaluation") == {"final_schemas": config["evaluation"]["final_schemas"]}
+    assert flag_settings(SimpleNamespace(), config, "training") == {}
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "2.5"], ["--optimizer", "sgd"], ["--bf16=sometimes"],
+                                  ["--learning-rate", "fast"]])
+def test_a_bad_flag_value_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert "invalid" in capsys.readouterr().err
+
+
+def test_generated_help_names_the_key_and_shows_its_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    overlay = write_config(tmp_path, {"training": {"batch_size": 6}})
+    parser = _parser()
+    parser.add_argument("--config", default="config/defaults.json")
+    with pytest.raises(SystemExit):
+        cli.run(lambda args: 0, parser, ["--config", str(overlay), "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: training.batch_size = 6)" in text
+    assert "(default: training.optimizer = adamw)" in text
+    assert "`" not in text
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("training", "learning_rate", "fast", "config key 'training.learning_rate' must be int/float, got \"fast\""),
+    ("training", "max_samples", 1.5, "config key 'training.max_samples' must be int/null, got 1.5"),
+    ("training", "group_by_length", 1, "config key 'training.group_by_length' must be bool, got 1"),
+    ("training", "output_dir", None, "config key 'training.output_dir' must be str, got null"),
+    ("alignment", "bf16", 3, "config key 'alignment.bf16' must be bool/str, got 3"),
+    ("alignment", "bf16", "maybe", "config key 'alignment.bf16' must be true, false or \"always\", got \"maybe\""),
+    ("training", "optimizer", "sgd", "config key 'training.optimizer' must be one of \"adamw\", \"muon\", got \"sgd\""),
+])
+def test_a_bad_value_in_a_config_file_is_one_line(tmp_path: Path, section: str, key: str, value: object,
+                                                  message: str) -> None:
+    path = write_config(tmp_path, {section: {key: value}})
+    with pytest.raises(UserError) as exc:
+        load_settings(path)
+    assert str(exc.value) == f"{path}: {message}"
+    assert "\n" not in str(exc.value)
+
+
+def test_the_typed_loader_keeps_the_file_values(tmp_path: Path) -> None:
+    loaded = load_settings(write_config(tmp_path, {"training": {"bf16": "always", "learning_rate": 1},
+                                                   "alignment": {"max_pairs": 4}}))
+    assert loaded.training.bf16 == "always" and loaded.training.learning_rate == 1
+    assert loaded.alignment == dataclasses.replace(AlignmentSettings(), max_pairs=4)
+
+
+def test_every_script_flag_for_a_key_is_generated() -> None:
+    """Each config-key flag of a script has the key as dest and the generated help (the key named in it)."""
+    import importlib.util
+
+    for path in sorted(Path(settings.REPO_ROOT, "scripts").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        parser = module.build_parser()
+        registry = parser.get_default("settings_flags") or {}
+        for section, keys in registry.items():
+            for key in keys:
+                action = next(a for a in parser._actions if a.dest == key and a.help != argparse.SUPPRESS)
+                assert f"(default: {section}.{key})" in action.help, (path.name, key)
