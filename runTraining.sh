@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SFT training of the student (scripts/train_student_unsloth.py), resuming from the newest checkpoint.
+# SFT training of the student (scripts/train_student.py), resuming from the newest checkpoint.
 #
 #   ./runTraining.sh --config config/offline.json            # scratch student on a CPU, no network
 #   ./runTraining.sh                                          # Gemma 3 270M + LoRA (Unsloth on CUDA)
@@ -10,7 +10,7 @@
 #   --config F   config file (default config/defaults.json)
 #   --force      train again, from scratch, even when <output_dir>/checkpoint-final is complete
 #                (old checkpoint-N dirs are not deleted: remove them for a clean run dir)
-#   anything else is forwarded to scripts/train_student_unsloth.py (see its --help)
+#   anything else is forwarded to scripts/train_student.py (see its --help)
 # When <output_dir> holds checkpoint-N dirs, training goes on from the newest (--resume-from-checkpoint auto);
 # delete them to start over.
 source "$(dirname "$0")/scripts/runner_common.sh"
@@ -61,4 +61,4 @@ fi
 LATEST="$(latest_checkpoint "$OUTPUT_DIR")"
 if [ ${#RESUME[@]} -gt 0 ] && [ -n "$LATEST" ]; then echo "== training: resuming from $LATEST"; fi
 
-exec uv run --frozen scripts/train_student_unsloth.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"
+exec uv run --frozen scripts/train_student.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"

@@ -15,7 +15,8 @@ import sys
 
 from ast_distill import cli
 from ast_distill.config import flag_settings, load_config
-from ast_distill.dataset import build_schemas, meta_path
+from ast_distill.dataset import build_schemas
+from ast_distill.jsonl import meta_path
 from ast_distill.settings import DatasetGenerationSettings
 
 SECTION = "dataset_generation"

@@ -17,7 +17,7 @@ import sys
 from ast_distill import cli
 from ast_distill.config import flag_settings, load_config
 from ast_distill.corpus import build_training_corpus
-from ast_distill.dataset import meta_path
+from ast_distill.jsonl import meta_path
 from ast_distill.settings import DatasetGenerationSettings
 
 SECTION = "dataset_generation"

@@ -17,7 +17,8 @@ import sys
 
 from ast_distill import cli
 from ast_distill.config import flag_settings, generation_teacher_model, load_config
-from ast_distill.dataset import generate_dataset, meta_path
+from ast_distill.dataset import generate_dataset
+from ast_distill.jsonl import meta_path
 from ast_distill.errors import UserError
 from ast_distill.settings import DatasetGenerationSettings, TeacherSettings
 from ast_distill.teachers import make_teacher

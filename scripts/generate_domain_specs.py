@@ -18,7 +18,8 @@ import sys
 
 from ast_distill import cli
 from ast_distill.config import flag_settings, generation_teacher_model, load_config
-from ast_distill.dataset import generate_domain_specs, meta_path
+from ast_distill.dataset import generate_domain_specs
+from ast_distill.jsonl import meta_path
 from ast_distill.settings import DatasetGenerationSettings
 from ast_distill.teachers import make_teacher
 from ast_distill.teachers.grammar import GrammarTeacher

@@ -11,9 +11,8 @@ import pytest
 from helpers import make_tiny_corpus, make_tiny_student
 
 from ast_distill import cli
-from ast_distill.alignment.pairs import pairs_meta_path
 from ast_distill.config import REPO_ROOT
-from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
+from ast_distill.jsonl import meta_path, read_json, read_jsonl, write_jsonl_atomic
 from ast_distill.prompting import build_completion
 from ast_distill.student import load_tokenizer, prompt_text
 
@@ -135,14 +134,14 @@ def test_a_dataset_without_the_row_or_with_another_prompt_is_a_one_line_error_an
     assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "renders to other text" in err
-    assert not out.exists() and not pairs_meta_path(out).exists()
+    assert not out.exists() and not meta_path(out).exists()
 
 
 def test_drops_are_counted_by_reason_in_meta_and_on_stdout(tmp_path: Path, student_dir: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     code, out = build(tmp_path, student_dir, mixed_rows(student_dir))
     assert code == 0
-    meta = read_json(pairs_meta_path(out))
+    meta = read_json(meta_path(out))
     assert meta["rows"] == 6 and meta["pairs"] == 2
     assert meta["dropped"] == {"teacher_accepted": 1, "no_teacher_verdict": 1, "no_teacher_ast": 1,
                                "chosen_equals_rejected": 1, "over_max_pairs": 0}
@@ -160,7 +159,7 @@ def test_no_only_rejected_keeps_accepted_rows_whose_teacher_ast_is_spelled_diffe
     code, out = build(tmp_path, student_dir, rows, "--no-only-rejected")
     assert code == 0
     assert [p["id"] for p in read_jsonl(out)] == ["row-0", "row-1", "row-6"]
-    meta = read_json(pairs_meta_path(out))
+    meta = read_json(meta_path(out))
     # row-2: accepted, teacher AST == student AST; rows 3 and 5: no teacher AST
     assert meta["dropped"]["teacher_accepted"] == 0 and meta["dropped"]["no_teacher_verdict"] == 0
     assert meta["dropped"]["chosen_equals_rejected"] == 2 and meta["dropped"]["no_teacher_ast"] == 2
@@ -173,7 +172,7 @@ def test_max_pairs_keeps_a_seeded_subset_and_counts_the_rest(tmp_path: Path, stu
         code, out = build(tmp_path / str(attempt), student_dir, rows, "--max-pairs", "2", "--seed", "7")
         assert code == 0
         kept.append([p["id"] for p in read_jsonl(out)])
-        assert read_json(pairs_meta_path(out))["dropped"]["over_max_pairs"] == 4
+        assert read_json(meta_path(out))["dropped"]["over_max_pairs"] == 4
     assert len(kept[0]) == 2 and kept[0] == kept[1]
     assert set(kept[0]) <= {r["id"] for r in rows}
 

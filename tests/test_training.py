@@ -298,7 +298,7 @@ def test_overlong_corpus_exits_2_with_a_one_line_error(tmp_path):
     cfg_path.write_text(json.dumps({"training": {**TINY_TRAINING, "max_seq_length": 64,
                                                  "training_corpus": cfg["training_corpus"],
                                                  "output_dir": cfg["output_dir"]}}))
-    result = subprocess.run(check=False, args=[sys.executable, str(REPO_ROOT / "scripts" / "train_student_unsloth.py"),
+    result = subprocess.run(check=False, args=[sys.executable, str(REPO_ROOT / "scripts" / "train_student.py"),
                              "--config", str(cfg_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

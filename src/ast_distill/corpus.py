@@ -15,10 +15,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .dataset import meta_path, write_meta
 from .errors import UserError
-from .jsonl import read_json, read_jsonl, stable_id, write_jsonl_atomic, write_pretty_copy
+from .jsonl import meta_path, read_json, read_jsonl, stable_id, write_jsonl_atomic, write_pretty_copy
 from .prompting import SCHEMA_FORMATS, build_completion, build_prompt
+from .provenance import write_meta
 from .records import CORPUS_SPLITS, REFUSAL, SPLITS, normalize_query
 
 

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from . import dsl
 from .errors import UserError
 from .fingerprint import json_digest
-from .jsonl import JsonlAppender, read_jsonl, stable_id, write_json_atomic, write_jsonl_atomic
-from .provenance import provenance
+from .jsonl import JsonlAppender, read_jsonl, stable_id, write_jsonl_atomic
+from .provenance import write_meta
 from .records import LANGUAGES, REFUSAL, kind_of, normalize_query
 from .teachers.base import GeneratedPair, Teacher, TeacherError, map_bounded
 
@@ -38,23 +38,6 @@ from .teachers.base import GeneratedPair, Teacher, TeacherError, map_bounded
 def derive_seed(*parts: Any) -> int:
     """A 31-bit seed from any parts (stable across runs and machines)."""
     return int(stable_id(*parts), 16) % (2 ** 31)
-
-
-def meta_path(out: str | Path) -> Path:
-    return Path(f"{out}.meta.json")
-
-
-def write_meta(out: str | Path, stage: str, settings: dict[str, Any], summary: dict[str, Any] | None = None,
-               teacher: Teacher | None = None) -> Path:
-    """Record what made an output: ``<out>.meta.json``."""
-    record = {"stage": stage, **provenance(settings)}
-    if teacher is not None:
-        record["teacher"] = teacher.describe()
-    if summary is not None:
-        record["summary"] = summary
-    path = meta_path(out)
-    write_json_atomic(path, record)
-    return path
 
 
 def read_nonempty_jsonl(path: str | Path, what: str, hint: str) -> list[dict[str, Any]]:

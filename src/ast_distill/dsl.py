@@ -20,7 +20,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 
 from .errors import UserError
-from .jsonl import read_json
+from .jsonl import read_json, read_jsonl
 
 FIELD_TYPES = ("string", "enum", "integer", "number", "date", "boolean")
 VALUE_SHAPES = ("scalar", "list", "range")
@@ -270,3 +270,13 @@ def range_aliases(schema: dict[str, Any]) -> frozenset[str] | None:
     if fields is None:
         return None
     return frozenset(alias for f in fields for alias, shape in f.ops.items() if shape == "range")
+
+
+def load_schemas(path: str | Path) -> dict[str, dict[str, Any]]:
+    """schema_id -> JSON Schema, from a d_02 file."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for record in read_jsonl(path):
+        if "id" not in record or not isinstance(record.get("schema"), dict):
+            raise UserError(f"{path}: every record needs an 'id' and a 'schema' object (a d_02 file)")
+        schemas[str(record["id"])] = record["schema"]
+    return schemas

@@ -38,6 +38,7 @@ from .hardware import machine_record
 from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
 from .predict import load_generator
 from .provenance import provenance
+from .settings import EvaluationSettings
 from .scoring import apply_judge_error, apply_verdict, parse_output, rate, score_output, summarize
 from .teachers import Teacher, TeacherError, make_teacher
 
@@ -50,31 +51,14 @@ RESUME_KEYS = ("fingerprint", "baseline", "constrained", "max_new_tokens", "temp
                "split", "max_samples", "sample_seed", "include_invalid", "rows_digest")
 
 
-@dataclass
-class EvalSettings:
-    """Everything an evaluation run needs, resolved from flags over the config."""
-    adapter: str
-    dataset: str
-    final_schemas: str
-    out_dir: str
-    eval_results: str
-    checkpoint_path: str
-    split: str | None = None
-    baseline: bool = False
-    teacher_model: str | None = None
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    batch_size: int = 16
-    max_samples: int | None = None
-    sample_seed: int = 0
-    include_invalid: bool = False
-    constrained: bool = True
-    teacher_retries: int = 3
-    teacher_retry_wait: float = 1.0
-    checkpoint_every: int = 50
-    resume: bool = True
-    device: str | None = None
+@dataclass(kw_only=True)
+class EvalSettings(EvaluationSettings):
+    """One evaluation run: the evaluation section (flags over the config) and what a run adds to it."""
+    eval_results: str  # the results JSONL (default <out_dir>/evaluation_results.jsonl)
+    checkpoint_path: str  # its progress checkpoint (what made the rows, how many are done)
+    split: str | None = None  # evaluate only the rows of this split (None = all)
+    baseline: bool = False  # the untrained base of `adapter` instead of the checkpoint
+    device: str | None = None  # None = student.pick_device()
 
     @property
     def summary_path(self) -> Path:
@@ -82,16 +66,6 @@ class EvalSettings:
 
 
 # --- inputs -------------------------------------------------------------------------------------------
-
-
-def load_schemas(path: str | Path) -> dict[str, dict[str, Any]]:
-    """schema_id -> JSON Schema, from a d_02 file."""
-    schemas: dict[str, dict[str, Any]] = {}
-    for record in read_jsonl(path):
-        if "id" not in record or not isinstance(record.get("schema"), dict):
-            raise UserError(f"{path}: every record needs an 'id' and a 'schema' object (a d_02 file)")
-        schemas[str(record["id"])] = record["schema"]
-    return schemas
 
 
 def gold_is_valid(row: Mapping[str, Any], schema: dict[str, Any]) -> bool:
@@ -291,7 +265,7 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
 
     ``teacher``: "auto" builds the judge from the config; tests pass their own (or None).
     """
-    schemas = load_schemas(settings.final_schemas)
+    schemas = dsl.load_schemas(settings.final_schemas)
     rows = select_rows(read_jsonl(settings.dataset), schemas, split=settings.split,
                        include_invalid=settings.include_invalid, max_samples=settings.max_samples,
                        sample_seed=settings.sample_seed, where=settings.dataset)

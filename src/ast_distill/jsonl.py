@@ -171,3 +171,8 @@ def write_pretty_copy(jsonl_path: str | os.PathLike[str], pretty_dir: str | os.P
     dst = Path(pretty_dir) / (src.stem + ".json")
     write_json_atomic(dst, read_jsonl(src))
     return dst
+
+
+def meta_path(out: str | Path) -> Path:
+    """Where every stage records what made an output file: ``<out>.meta.json`` beside it."""
+    return Path(f"{out}.meta.json")

@@ -5,9 +5,11 @@ import subprocess
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from .config import REPO_ROOT
+from .jsonl import meta_path, write_json_atomic
 
 TRACKED_PACKAGES = ("ast-distill", "torch", "transformers", "trl", "peft", "datasets", "tokenizers",
                     "xgrammar", "jsonschema", "ollama", "openai", "unsloth")
@@ -42,3 +44,17 @@ def provenance(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The block every stage records next to its outputs."""
     return {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv,
             "settings": settings or {}, "git": git_commit(), "versions": library_versions()}
+
+
+def write_meta(out: str | Path, stage: str, settings: dict[str, Any], summary: dict[str, Any] | None = None,
+               teacher: Any = None) -> Path:
+    """Record what made an output in ``<out>.meta.json``: the stage, the provenance block, the teacher
+    (its ``describe()``) and the stage's summary."""
+    record = {"stage": stage, **provenance(settings)}
+    if teacher is not None:
+        record["teacher"] = teacher.describe()
+    if summary is not None:
+        record["summary"] = summary
+    path = meta_path(out)
+    write_json_atomic(path, record)
+    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
+from ..jsonl import meta_path, read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..prompting import Messages, build_completion, is_messages
 from ..provenance import provenance
 from ..scoring import teacher_accepted
@@ -146,12 +146,6 @@ def build_pairs(records: Iterable[Mapping[str, Any]], prompts: Mapping[str, Mess
     return result
 
 
-def pairs_meta_path(pairs_path: str | Path) -> Path:
-    """<pairs>.meta.json beside the pairs file: counts, drop reasons, settings, provenance."""
-    path = Path(pairs_path)
-    return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
-
-
 def write_pairs(settings: Mapping[str, Any], *, resolved_config: Mapping[str, Any] | None = None,
                 log: Any = print) -> dict[str, Any]:
     """Build the pairs file from settings {eval_results, dataset, out, adapter, only_rejected, max_pairs, seed}.
@@ -177,9 +171,9 @@ def write_pairs(settings: Mapping[str, Any], *, resolved_config: Mapping[str, An
                          seed=int(settings["seed"]), where=str(settings["eval_results"]))
     write_jsonl_atomic(settings["out"], result.pairs)
     meta = {**result.counts(), **provenance(dict(settings)), "config": dict(resolved_config or {})}
-    write_json_atomic(pairs_meta_path(settings["out"]), meta)
+    write_json_atomic(meta_path(settings["out"]), meta)
     dropped = ", ".join(f"{reason} {n}" for reason, n in result.counts()["dropped"].items())
     log(f"pairs: kept {len(result.pairs)} of {result.n_rows} evaluation rows; dropped: {dropped}")
     if not result.pairs:
         log("no pairs: no evaluation row gave a chosen/rejected pair (see the drop counts above); nothing to train")
-    return {"pairs_file": str(settings["out"]), "meta": str(pairs_meta_path(settings["out"])), **result.counts()}
+    return {"pairs_file": str(settings["out"]), "meta": str(meta_path(settings["out"])), **result.counts()}

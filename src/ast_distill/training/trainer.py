@@ -29,7 +29,7 @@ def load_schemas(path: str | None) -> dict[str, dict[str, Any]]:
     """{schema_id: schema} from a d_02 file; empty when the file is missing (validity is then skipped)."""
     if not path or not Path(path).is_file():
         return {}
-    from ..evaluation import load_schemas as read_schemas
+    from ..dsl import load_schemas as read_schemas
 
     return read_schemas(path)
 

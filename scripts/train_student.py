@@ -7,9 +7,9 @@ Writes <output-dir>/checkpoint-N/, checkpoint-final/ (model or adapter + tokeniz
 and run_config.json.
 
 Run as:
-    uv run scripts/train_student_unsloth.py --config config/offline.json
-    uv run scripts/train_student_unsloth.py --config config/offline.json --max-steps 50 --output-dir /tmp/sft
-    uv run scripts/train_student_unsloth.py --resume-from-checkpoint auto      # go on from the newest checkpoint
+    uv run scripts/train_student.py --config config/offline.json
+    uv run scripts/train_student.py --config config/offline.json --max-steps 50 --output-dir /tmp/sft
+    uv run scripts/train_student.py --resume-from-checkpoint auto      # go on from the newest checkpoint
 """
 from __future__ import annotations
 
