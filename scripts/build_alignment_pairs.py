@@ -25,10 +25,7 @@ from ast_distill.settings import AlignmentSettings, TrainingSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="config/defaults.json",
-                   help="config file overlaying config/defaults.json (default: %(default)s)")
+    p = cli.stage_parser(__doc__)
     cli.add_settings_flags(p, AlignmentSettings, ("eval_results", "pairs_out", "adapter", "only_rejected",
                                                   "max_pairs", "seed"), flags={"pairs_out": "--out"})
     # the d_04 file the evaluation read: the prompt messages of its rows, by id

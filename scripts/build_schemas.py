@@ -23,10 +23,7 @@ SECTION = "dataset_generation"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/defaults.json",
-                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    parser = cli.stage_parser(__doc__)
     cli.add_settings_flags(parser, DatasetGenerationSettings,
                            ("schema_specs_out", "base_schema_template", "operator_catalog", "min_operators",
                             "max_operators", "seed", "final_schemas_out"), flags={"final_schemas_out": "--out"})

@@ -24,10 +24,7 @@ SECTION = "dataset_generation"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/defaults.json",
-                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    parser = cli.stage_parser(__doc__)
     cli.add_settings_flags(parser, DatasetGenerationSettings,
                            ("dataset_out", "final_schemas_out", "schema_specs_out", "include_invalid", "max_samples",
                             "heldout_schema_fraction", "val_fraction", "pref_fraction", "test_fraction", "seed",

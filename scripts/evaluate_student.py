@@ -24,14 +24,11 @@ from ast_distill.config import flag_settings, judge_teacher_model, load_config
 from ast_distill.errors import UserError
 from ast_distill.evaluation import RESULTS_NAME, EvalSettings, format_table, run_evaluation
 from ast_distill.records import SPLITS
-from ast_distill.settings import EvaluationSettings
+from ast_distill.settings import EvaluationSettings, check_ranges
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/defaults.json",
-                        help="config file overlaying config/defaults.json (default: %(default)s)")
+    parser = cli.stage_parser(__doc__)
     parser.add_argument("--baseline", action="store_true",
                         help="evaluate the base model the LoRA adapter was trained from, with no adapter "
                              "(not available for the scratch student, which has no base)")
@@ -52,11 +49,7 @@ def settings_from(args: argparse.Namespace, config: dict) -> EvalSettings:
         raise UserError("no checkpoint to evaluate: pass --adapter DIR or set evaluation.adapter in the config")
     if values["max_samples"] is not None and values["max_samples"] < 0:
         values["max_samples"] = None
-    for key in ("max_new_tokens", "batch_size"):
-        if values[key] < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {values[key]}")
-    if values["temperature"] < 0 or not 0 < values["top_p"] <= 1:
-        raise UserError("--temperature must be >= 0 and --top-p in (0, 1]")
+    check_ranges(EvaluationSettings, values)
     if args.out_dir:
         out_dir = args.out_dir
     elif args.eval_results:

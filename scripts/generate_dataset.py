@@ -19,18 +19,14 @@ from ast_distill import cli
 from ast_distill.config import flag_settings, generation_teacher_model, load_config
 from ast_distill.dataset import generate_dataset
 from ast_distill.jsonl import meta_path
-from ast_distill.errors import UserError
-from ast_distill.settings import DatasetGenerationSettings, TeacherSettings
+from ast_distill.settings import DatasetGenerationSettings, TeacherSettings, check_ranges
 from ast_distill.teachers import make_teacher
 
 SECTION = "dataset_generation"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/defaults.json",
-                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    parser = cli.stage_parser(__doc__)
     parser.add_argument("--checkpoint-path", default=None,
                         help="JSONL that rows are appended to while running (default: --out itself); when it "
                              "differs from --out, --out is written from it at the end")
@@ -54,8 +50,8 @@ def main(args: argparse.Namespace) -> int:
     settings["concurrency"] = flag_settings(args, config, "teacher")["concurrency"]
     settings["backend"] = config["teacher"]["backend"]
     settings["teacher_model"] = generation_teacher_model(args.teacher_model, config)
-    if settings["concurrency"] < 1 or settings["checkpoint_every"] < 1:
-        raise UserError("--concurrency and --checkpoint-every must be 1 or more")
+    check_ranges(TeacherSettings, settings)
+    check_ranges(DatasetGenerationSettings, settings)
     cli.print_settings("generate_dataset", settings)
     teacher = make_teacher(config, settings["teacher_model"], retries=settings["teacher_retries"],
                            retry_wait_s=settings["teacher_retry_wait"], seed=settings["seed"],

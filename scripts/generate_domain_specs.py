@@ -28,10 +28,7 @@ SECTION = "dataset_generation"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/defaults.json",
-                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    parser = cli.stage_parser(__doc__)
     parser.add_argument("--offline-fallback", action="store_true",
                         help="use the built-in grammar teacher whatever teacher.backend says (no LLM, no network)")
     cli.add_settings_flags(parser, DatasetGenerationSettings,

@@ -19,16 +19,12 @@ from pathlib import Path
 
 from ast_distill import cli
 from ast_distill.config import flag_settings, load_config
-from ast_distill.errors import UserError
 from ast_distill.reporting import ReportInputs, build_reports
-from ast_distill.settings import ReportingSettings
+from ast_distill.settings import ReportingSettings, check_ranges
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/defaults.json",
-                        help="config JSON overlaid on config/defaults.json (default: %(default)s)")
+    parser = cli.stage_parser(__doc__)
     # --- SFT inputs
     parser.add_argument("--training-metrics", default=None,
                         help="SFT training_metrics.jsonl (default: <training.output_dir>/training_metrics.jsonl)")
@@ -74,8 +70,7 @@ def main(args: argparse.Namespace) -> int:
         "out_dir": reporting["out_dir"],
         "examples_per_cause": reporting["examples_per_cause"],
     }
-    if settings["examples_per_cause"] < 0:
-        raise UserError(f"--examples-per-cause must be 0 or more, got {settings['examples_per_cause']}")
+    check_ranges(ReportingSettings, settings)
     cli.print_settings("report_training", settings)
     inputs = ReportInputs(**{key: None if settings[key] is None else Path(settings[key])
                              for key in ("training_metrics", "eval_summary", "eval_results",

@@ -27,12 +27,8 @@ from ast_distill.settings import AlignmentSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="config/defaults.json",
-                   help="config file overlaying config/defaults.json (default: %(default)s)")
-    p.add_argument("--resume-from-checkpoint", dest="resume_from_checkpoint", metavar="PATH|auto",
-                   help="go on from a checkpoint-N dir; 'auto' = the newest in --output-dir (fresh if none)")
+    p = cli.stage_parser(__doc__)
+    cli.add_resume_flag(p)
     # every alignment key but stage 7's (the pref evaluation and the pair selection)
     cli.add_settings_flags(p, AlignmentSettings, groups=("inputs and outputs", "schedule", "DPO",
                                                          "precision and memory", "LoRA"))

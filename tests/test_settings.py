@@ -155,3 +155,86 @@ def test_every_script_flag_for_a_key_is_generated() -> None:
             for key in keys:
                 action = next(a for a in parser._actions if a.dest == key and a.help != argparse.SUPPRESS)
                 assert f"(default: {section}.{key})" in action.help, (path.name, key)
+
+
+# --- ranges ---------------------------------------------------------------------------------------------------
+
+def _training_check(values: dict) -> None:
+    from ast_distill.training.stage import training_settings
+
+    training_settings(values)
+
+
+def _alignment_check(values: dict) -> None:
+    from ast_distill.alignment.dpo import dpo_settings
+
+    dpo_settings(values)
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("training", "batch_size", 0, "batch_size must be >= 1 (training settings)"),
+    ("training", "max_seq_length", 8, "max_seq_length must be >= 16 tokens (training settings)"),
+    ("training", "val_split", 1.0, "val_split must be in [0, 1) (training settings)"),
+    ("training", "learning_rate", 0, "learning_rate must be > 0 (training settings)"),
+    ("training", "max_minutes", -1, "max_minutes must be >= 0 (0 = no time budget) (training settings)"),
+    ("training", "max_steps", 0, "max_steps must be > 0, or -1/null to use num_epochs (training settings)"),
+    ("alignment", "batch_size", 0, "--batch-size must be >= 1 (alignment settings)"),
+    ("alignment", "beta", 0.0, "--beta must be > 0 (alignment settings)"),
+    ("alignment", "max_steps", 0, "--max-steps must be > 0, or -1/null for one pass (alignment settings)"),
+    ("alignment", "save_steps", -1, "--save-steps must be >= 0 (0 = no checkpoint-N) (alignment settings)"),
+])
+def test_a_value_out_of_range_in_a_config_file_is_one_line_when_the_stage_resolves_it(
+        tmp_path: Path, section: str, key: str, value: object, message: str) -> None:
+    config = load_config(write_config(tmp_path, {section: {key: value}}))  # the loader checks types, not ranges
+    check = _training_check if section == "training" else _alignment_check
+    with pytest.raises(UserError) as exc:
+        check(config[section])
+    assert str(exc.value) == message
+
+
+def test_the_stages_keep_their_other_range_rules() -> None:
+    training = dataclasses.asdict(TrainingSettings())
+    for steps in (-1, -5, None, 1):  # any negative (or null) max_steps means "use num_epochs"
+        _training_check({**training, "max_steps": steps})
+    with pytest.raises(UserError, match=r"^num_epochs must be > 0 \(training settings\)$"):
+        _training_check({**training, "num_epochs": float("inf")})
+    with pytest.raises(UserError, match=r"^backend must be one of auto, hf, unsloth \(training settings\)$"):
+        _training_check({**training, "backend": "jax"})
+    _alignment_check({**dataclasses.asdict(AlignmentSettings()), "max_steps": None})
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"batch_size": 0}, "--batch-size must be >= 1, got 0"),
+    ({"max_new_tokens": -3}, "--max-new-tokens must be >= 1, got -3"),
+    ({"temperature": -0.5}, "--temperature must be >= 0, got -0.5"),
+    ({"top_p": 0.0}, "--top-p must be in (0, 1], got 0.0"),
+    ({"top_p": 1.5}, "--top-p must be in (0, 1], got 1.5"),
+])
+def test_check_ranges_names_the_flag_and_the_value_by_default(values: dict, message: str) -> None:
+    with pytest.raises(UserError) as exc:
+        settings.check_ranges(EvaluationSettings, {**dataclasses.asdict(EvaluationSettings()), **values})
+    assert str(exc.value) == message
+
+
+def test_every_declared_range_holds_its_default() -> None:
+    declared = 0
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.metadata["limits"] is not None:
+                declared += 1
+                assert f.metadata["limits"].allows(f.default), f"{name}.{f.name}"
+        settings.check_ranges(cls, dataclasses.asdict(cls()))
+    assert declared >= 20
+
+
+def test_a_script_reports_a_value_out_of_range_as_a_usage_error(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    monkeypatch.chdir(settings.REPO_ROOT)
+    path = Path(settings.REPO_ROOT, "scripts", "report_training.py")
+    spec = importlib.util.spec_from_file_location("script_report_training_ranges", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert cli.run(module.main, module.build_parser(), ["--examples-per-cause", "-1"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == "error: --examples-per-cause must be >= 0, got -1\n"

@@ -31,6 +31,24 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
         return 130
 
 
+DEFAULT_CONFIG = "config/defaults.json"
+
+
+def stage_parser(doc: str) -> argparse.ArgumentParser:
+    """A stage script's parser: the first paragraph of its docstring as description, and --config."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help=f"config file overlaying {DEFAULT_CONFIG} (default: %(default)s)")
+    return parser
+
+
+def add_resume_flag(parser: argparse.ArgumentParser) -> None:
+    """--resume-from-checkpoint PATH|auto of the training stages (runs.resolve_resume reads it)."""
+    parser.add_argument("--resume-from-checkpoint", dest="resume_from_checkpoint", metavar="PATH|auto",
+                        help="go on from a checkpoint-N dir; 'auto' = the newest in --output-dir (fresh if none)")
+
+
 def print_settings(stage: str, settings: Mapping[str, Any]) -> None:
     """At start, a stage prints its resolved settings."""
     print(f"== {stage}: resolved settings")
@@ -61,14 +79,14 @@ def _help_group(parser: argparse.ArgumentParser, title: str) -> Any:
 def add_settings_flags(parser: argparse.ArgumentParser, section: type, keys: Iterable[str] | None = None, *,
                        flags: Mapping[str, str] | None = None, groups: Iterable[str] | None = None,
                        notes: Mapping[str, str] | None = None) -> None:
-    """One flag per key of a settings section (settings.py), every key or those named (in that order), or
+    """One flag per key of a settings section (settings/sections.py), every key or those named (in that order), or
     those of the named help groups: --kebab-key (or the field's, or `flags`' name for it), dest = the key,
     default None (unset = the config's value, see config.flag_settings); type from the annotation, choices
     from a Literal, --X/--no-X for a bool, cli.add_measured_switch for bool | "always"; help from the field,
     ending in "(default: section.key)", which --help fills in with the value; `notes` add a script's own words
     about a key to its help."""
     from .config import SETTINGS_FLAGS
-    from .settings import allowed_types, choices, field_type
+    from .settings import allowed_types, choices, field_type, flag_name
 
     fields = {f.name: f for f in dataclasses.fields(section)}
     wanted = list(fields) if keys is None else list(keys)
@@ -77,7 +95,7 @@ def add_settings_flags(parser: argparse.ArgumentParser, section: type, keys: Ite
     registry = {name: list(done) for name, done in (parser.get_default(SETTINGS_FLAGS) or {}).items()}
     for key in wanted:
         meta = fields[key].metadata
-        flag = (flags or {}).get(key) or meta["flag"] or "--" + key.replace("_", "-")
+        flag = (flags or {}).get(key) or flag_name(fields[key])
         note = f"; {(notes or {})[key]}" if key in (notes or {}) else ""
         help_text = f"{_flag_help(meta['help'] + note)} (default: {section.SECTION}.{key})"
         target = _help_group(parser, f"{section.SECTION}: {meta['group']}" if meta["group"] else section.SECTION)

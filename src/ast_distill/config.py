@@ -1,6 +1,6 @@
 """The one config loader, as plain dicts: {section: {key: value}}.
 
-Every known key is a field of a dataclass in settings.py, with its type, default and help text;
+Every known key is a field of a dataclass in settings/sections.py, with its type, default and help text;
 config/defaults.json is generated from them. Another config file (``--config``) overlays the defaults, so it
 may hold only the keys it changes; a key the dataclasses do not know, or a value of the wrong type, is an
 error (one line), never ignored. ``load_config`` returns ``settings.load_settings(path).as_dict()``.

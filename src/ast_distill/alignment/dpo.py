@@ -19,6 +19,7 @@ from ..jsonl import read_json, read_jsonl, write_json_atomic
 from ..prompting import is_messages
 from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, point_adapter_at,
                     resolve_resume, run_record, train_and_save)
+from ..settings import AlignmentSettings, check_ranges
 from .. import student
 from ..student.models import (SCRATCH, StudentSetup, build_unsloth_lora_student, lora_config, parameter_counts,
                               training_device, unsloth_importable)
@@ -33,22 +34,9 @@ MERGED_FROM = "merged_from.json"
 
 
 def dpo_settings(cfg: Mapping[str, Any]) -> None:
-    """Check resolved settings the config loader cannot (ranges); UserError names the flag."""
-    checks = [
-        (int(cfg["batch_size"]) >= 1, "--batch-size must be >= 1"),
-        (int(cfg["grad_accum"]) >= 1, "--grad-accum must be >= 1"),
-        (int(cfg["max_seq_length"]) >= 16, "--max-seq-length must be >= 16 tokens"),
-        (float(cfg["learning_rate"]) > 0, "--learning-rate must be > 0"),
-        (float(cfg["beta"]) > 0, "--beta must be > 0"),
-        (int(cfg["logging_steps"]) >= 1, "--logging-steps must be >= 1"),
-        (int(cfg["warmup_steps"]) >= 0, "--warmup-steps must be >= 0"),
-        (cfg["max_steps"] is None or int(cfg["max_steps"]) != 0, "--max-steps must be > 0, or -1/null for one pass"),
-        (int(cfg["save_steps"]) >= 0, "--save-steps must be >= 0 (0 = no checkpoint-N)"),
-        (float(cfg["max_minutes"]) >= 0, "--max-minutes must be >= 0 (0 = no time budget)"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(f"{message} (alignment settings)")
+    """Check resolved settings the config loader cannot: the ranges the alignment section declares
+    (settings.AlignmentSettings); UserError names the flag."""
+    check_ranges(AlignmentSettings, cfg, "{flag} must be {rule} (alignment settings)")
 
 
 def load_pairs(path: str | Path) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ what the first turn of every conversation is.
 """
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from ..errors import UserError
 from ..jsonl import read_jsonl
 from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, resolve_resume, run_record,
                     train_and_save)
+from ..settings import TrainingSettings, check_ranges
 from ..student.models import (BACKENDS, SCRATCH, StudentSetup, build_hf_lora_student, build_scratch_student,
                               build_unsloth_lora_student, load_base_tokenizer, parameter_counts, resolve_backend,
                               training_device)
@@ -230,22 +230,9 @@ def first_step_mark(trainer: Any) -> Any:
 
 
 def training_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate resolved settings that the config loader cannot (ranges, choices)."""
-    checks = [
-        (int(cfg["batch_size"]) >= 1, "batch_size must be >= 1"),
-        (int(cfg["grad_accum"]) >= 1, "grad_accum must be >= 1"),
-        (int(cfg["max_seq_length"]) >= 16, "max_seq_length must be >= 16 tokens"),
-        (int(cfg["requests_per_sequence"]) >= 1, "requests_per_sequence must be >= 1"),
-        (0.0 <= float(cfg["val_split"]) < 1.0, "val_split must be in [0, 1)"),
-        (float(cfg["learning_rate"]) > 0, "learning_rate must be > 0"),
-        (float(cfg["max_minutes"]) >= 0, "max_minutes must be >= 0 (0 = no time budget)"),
-        (int(cfg["logging_steps"]) >= 1, "logging_steps must be >= 1"),
-        (int(cfg["eval_steps"]) >= 1, "eval_steps must be >= 1"),
-        (cfg["max_steps"] is None or int(cfg["max_steps"]) != 0, "max_steps must be > 0, or -1/null to use num_epochs"),
-        (cfg["backend"] in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
-        (math.isfinite(float(cfg["num_epochs"])) and float(cfg["num_epochs"]) > 0, "num_epochs must be > 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(f"{message} (training settings)")
+    """Validate resolved settings that the config loader cannot: the ranges the training section declares
+    (settings.TrainingSettings), and the backend (a caller may pass any mapping)."""
+    check_ranges(TrainingSettings, cfg, "{key} must be {rule} (training settings)")
+    if cfg["backend"] not in BACKENDS:
+        raise UserError(f"backend must be one of {', '.join(BACKENDS)} (training settings)")
     return cfg

@@ -1,114 +1,33 @@
-"""Every config key, once: its section, type, default and help text.
+"""The config sections: one dataclass per section of config/defaults.json, one field per key.
 
-One dataclass per config section holds, per key, the type (the annotation), the default, and in the field's
-metadata the help text (with its unit), an optional flag name and a help group. Everything else is made from
-them: the loader (`load_settings`, and `config.load_config` on top of it) checks a config file's keys and
-types against the annotations; `config/defaults.json` and the README's "Defaults explained" tables are
-generated (`uv run python -m ast_distill.settings --write`; a test fails when they are stale);
-`cli.add_settings_flags` makes the scripts' `--kebab-name` flags. A new key is one field here.
-
-Types: a config file's value must be of the annotated type (a float key also takes an int; `X | None` also
-takes null); a `Literal` key takes one of its values; `bf16` / `torch_compile` take true, false or "always"
-(on even where the stage measures it slower; see hardware.py).
+A field holds the key's type (its annotation), its default, and in its metadata (`setting`) the help text with
+its unit, an optional flag name, a help group, a metavar and an optional `Range`. Everything else is made from
+these fields: the loader's checks, config/defaults.json, the README tables and the scripts' flags. This module
+is longer than the others because it is the data: every key of the pipeline, once; a new key is one field here.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import functools
 import json
-import os
-import re
-import sys
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .errors import UserError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULTS_PATH = REPO_ROOT / "config" / "defaults.json"
-README_PATH = REPO_ROOT / "README.md"
-WRITE_COMMAND = "uv run python -m ast_distill.settings --write"
-README_BEGIN = f"<!-- settings:begin (generated from src/ast_distill/settings.py: {WRITE_COMMAND}) -->"
-README_END = "<!-- settings:end -->"
-DEFAULTS_COMMENT = ("The real run: Ollama teacher gpt-oss:120b, student unsloth/gemma-3-270m-it with LoRA (Unsloth "
-                    "on CUDA). Every known key lives here; other config files overlay it. README 'Defaults "
-                    "explained' documents each key.")
-
-TeacherBackend = Literal["grammar", "ollama", "openai"]  # the one list: teachers.BACKENDS is made from it
-TrainingBackend = Literal["auto", "hf", "unsloth"]  # student.models.BACKENDS is made from it
-Optimizer = Literal["adamw", "muon"]  # student.optim.OPTIMIZERS is made from it
-SchemaFormat = Literal["compact", "json"]  # prompting.SCHEMA_FORMATS is made from it
-Switch = bool | Literal["always"]  # on where measured faster / "always" = on regardless / off
+from .types import (Optimizer, Range, SchemaFormat, Switch, TeacherBackend, TrainingBackend,
+                    field_type, type_name)
 
 
-# --- types -------------------------------------------------------------------------------------------------------
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def field_type(cls: type, key: str) -> Any:
-    """The annotation of `key` in section class `cls`, evaluated."""
-    return _hints(cls)[key]
-
-
-def _members(annotation: Any) -> tuple[Any, ...]:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return tuple(m for part in typing.get_args(annotation) for m in _members(part))
-    return (annotation,)
-
-
-def choices(annotation: Any) -> tuple[Any, ...]:
-    """The values a Literal part of the annotation allows (empty when none)."""
-    return tuple(v for m in _members(annotation) if typing.get_origin(m) is Literal for v in typing.get_args(m))
-
-
-def allowed_types(annotation: Any) -> tuple[type, ...]:
-    """The JSON value types a key takes: a float also takes an int, a Literal its values' type, X | None null."""
-    allowed: list[type] = []
-    for member in _members(annotation):
-        if typing.get_origin(member) is Literal:
-            kinds = tuple(type(v) for v in typing.get_args(member))
-        elif member is float:
-            kinds = (int, float)
-        else:
-            kinds = (member,)
-        for kind in kinds:
-            if kind not in allowed:
-                allowed.append(kind)
-    if type(None) in allowed:  # null is named last
-        allowed = [k for k in allowed if k is not type(None)] + [type(None)]
-    return tuple(allowed)
-
-
-def type_name(annotation: Any) -> str:
-    """How a type reads in docs: int, float, str | None, "compact" | "json", bool | "always"."""
-    parts = []
-    for member in _members(annotation):
-        if typing.get_origin(member) is Literal:
-            parts += [json.dumps(v) for v in typing.get_args(member)]
-        else:
-            parts.append("None" if member is type(None) else member.__name__)
-    return " | ".join(parts)
-
-
-def _type_ok(value: Any, allowed: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in allowed:
-        return False  # True is an int in Python; not in a config file
-    return isinstance(value, allowed)
-
-
-# --- the sections -----------------------------------------------------------------------------------------------
-
-def setting(default: Any, help: str, *, flag: str | None = None, group: str = "", metavar: str | None = None) -> Any:
+def setting(default: Any, help: str, *, flag: str | None = None, group: str = "", metavar: str | None = None,
+            limits: Range | None = None) -> Any:
     """A config key: its default, its one help text (with the unit), its flag name when not --kebab-key, its
-    help group, and the metavar --help shows when not the flag's name."""
-    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "metavar": metavar})
+    help group, the metavar --help shows when not the flag's name, and the range its values must be in (checked
+    by `loader.check_ranges` where a stage resolves its settings)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "metavar": metavar,
+                                            "limits": limits})
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """The flag of a key: its own flag name, else --kebab-key."""
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
 
 
 def _section(name: str, title: str) -> Any:
@@ -151,7 +70,8 @@ class TeacherSettings:
     timeout_s: float = setting(
         300.0, "seconds one request may take before it is retried", group="requests")
     concurrency: int = setting(
-        4, "teacher requests in flight at once (the async client); in stage 3 one schema each", group="requests")
+        4, "teacher requests in flight at once (the async client); in stage 3 one schema each", group="requests",
+        limits=Range(at_least=1))
     num_ctx: int | None = setting(
         None, "Ollama context size in tokens; null sizes it to each prompt plus room for the reply (Ollama's small "
         "default silently cuts long prompts)", group="requests")
@@ -207,7 +127,7 @@ class DatasetGenerationSettings:
         1.0, "seconds before the first retry, doubling after each", group="teacher")
     checkpoint_every: int = setting(
         20, "rows between two fsyncs of d_03 (a crash loses at most this many; a rerun resumes by id)",
-        group="checkpointing")
+        group="checkpointing", limits=Range(at_least=1))
     resume: bool = setting(
         True, "continue from what is on disk: d_01 keeps each spec made with the same teacher, model, seed, "
         "`examples_per_schema` and prompt (so the schema ids of d_02 stay those d_03's rows refer to), d_03 its "
@@ -273,21 +193,22 @@ class TrainingSettings:
         None, "cap on training rows (null = all)", group="data")
     max_seq_length: int = setting(
         32768, "token budget per example (prompt + completion); longer examples are dropped and counted, never cut",
-        group="data")
+        group="data", limits=Range(at_least=16, note=" tokens"))
     requests_per_sequence: int = setting(
         1, "chain up to N train requests of one schema into one conversation: the schema is read once, every "
-        "answer is supervised (TRL `assistant_only_loss`); 1 = one request per example", group="data")
+        "answer is supervised (TRL `assistant_only_loss`); 1 = one request per example", group="data",
+        limits=Range(at_least=1))
     batch_size: int = setting(
-        4, "rows (sequences) per device batch", group="optimization")
+        4, "rows (sequences) per device batch", group="optimization", limits=Range(at_least=1))
     grad_accum: int = setting(
         4, "batches accumulated per optimizer step (effective batch = `batch_size` x `grad_accum`)",
-        group="optimization")
+        group="optimization", limits=Range(at_least=1))
     optimizer: Optimizer = setting(
         "adamw", "`adamw`, or `muon`: torch's Muon on the hidden weight matrices (attention and MLP) and AdamW, at "
         "`learning_rate`, on embeddings and norms; both follow the schedule", group="optimization")
     learning_rate: float = setting(
         5e-05, "peak learning rate (AdamW's; with `optimizer: muon`, that of embeddings and norms)",
-        group="optimization")
+        group="optimization", limits=Range(above=0))
     muon_learning_rate: float = setting(
         0.02, "with `optimizer: muon`: the peak learning rate of the hidden matrices", group="optimization")
     lr_scheduler_type: str = setting(
@@ -302,25 +223,26 @@ class TrainingSettings:
         50, "linear warmup, in optimizer steps", group="optimization")
     max_steps: int = setting(
         3000, "stop after this many optimizer steps (-1: after `num_epochs`); an upper bound when `max_minutes` is "
-        "set", group="schedule")
+        "set", group="schedule", limits=Range(above=0, negative_unset=True, note=", or -1/null to use num_epochs"))
     max_minutes: float = setting(
         0.0, "time budget of the training loop in minutes (0 = none): the step time is measured after the first "
         "step, and the schedule is fitted to end inside the budget (see [Fast path and time "
-        "budget](#fast-path-and-time-budget))", group="schedule")
+        "budget](#fast-path-and-time-budget))", group="schedule",
+        limits=Range(at_least=0, note=" (0 = no time budget)"))
     num_epochs: float = setting(
-        20.0, "epochs, used when `max_steps` is -1", group="schedule")
+        20.0, "epochs, used when `max_steps` is -1", group="schedule", limits=Range(above=0, finite=True))
     val_split: float = setting(
         0.05, "0 turns eval off; otherwise eval runs on the corpus's `val` rows (or this share of train if there "
-        "are none)", group="schedule")
+        "are none)", group="schedule", limits=Range(at_least=0, below=1))
     eval_max_samples: int = setting(
         256, "cap on eval rows", group="schedule")
     eval_steps: int = setting(
-        50, "evaluate (eval_loss and sample generations) every N steps", group="schedule")
+        50, "evaluate (eval_loss and sample generations) every N steps", group="schedule", limits=Range(at_least=1))
     eval_accumulation_steps: int = setting(
         2, "move eval outputs off the device every N eval batches (memory; 0 = all at the end)",
         group="precision and memory")
     logging_steps: int = setting(
-        10, "log train metrics every N steps", group="schedule")
+        10, "log train metrics every N steps", group="schedule", limits=Range(at_least=1))
     save_steps: int = setting(
         200, "write checkpoint-N every N steps (0 = never)", group="schedule")
     save_total_limit: int = setting(
@@ -402,13 +324,15 @@ class EvaluationSettings:
         "rule as for generating; the preflight check tests this model; the built-in teacher needs none)",
         group="judge")
     max_new_tokens: int = setting(
-        256, "token budget per output; an output that reaches it is `truncated`", group="decoding")
+        256, "token budget per output; an output that reaches it is `truncated`", group="decoding",
+        limits=Range(at_least=1))
     temperature: float = setting(
-        0.0, "sampling temperature (0 = greedy)", group="decoding")
+        0.0, "sampling temperature (0 = greedy)", group="decoding", limits=Range(at_least=0))
     top_p: float = setting(
-        1.0, "nucleus sampling mass when temperature > 0 (1.0 = off)", group="decoding")
+        1.0, "nucleus sampling mass when temperature > 0 (1.0 = off)", group="decoding",
+        limits=Range(above=0, at_most=1))
     batch_size: int = setting(
-        16, "prompts generated together (left padding, length-sorted)", group="decoding")
+        16, "prompts generated together (left padding, length-sorted)", group="decoding", limits=Range(at_least=1))
     max_samples: int | None = setting(
         None, "evaluate a seeded random subset of at most this many rows (null or -1 = all)", group="inputs")
     sample_seed: int = setting(
@@ -461,29 +385,31 @@ class AlignmentSettings:
         None, "keep at most N pairs, a seeded random subset (null = all)", group="pairs (stage 7)")
     max_seq_length: int = setting(
         32768, "token budget per prompt + completion (as SFT); longer pairs are dropped and counted",
-        group="precision and memory")
+        group="precision and memory", limits=Range(at_least=16, note=" tokens"))
     batch_size: int = setting(
-        2, "pairs per device batch", group="schedule")
+        2, "pairs per device batch", group="schedule", limits=Range(at_least=1))
     grad_accum: int = setting(
-        8, "batches per optimizer step", group="schedule")
+        8, "batches per optimizer step", group="schedule", limits=Range(at_least=1))
     learning_rate: float = setting(
-        5e-06, "peak learning rate (linear decay)", group="schedule")
+        5e-06, "peak learning rate (linear decay)", group="schedule", limits=Range(above=0))
     warmup_steps: int = setting(
-        50, "linear warmup, in optimizer steps", group="schedule")
+        50, "linear warmup, in optimizer steps", group="schedule", limits=Range(at_least=0))
     max_steps: int = setting(
         500, "optimizer steps (-1 = one pass over the pairs); an upper bound when `max_minutes` is set",
-        group="schedule")
+        group="schedule", limits=Range(above=0, negative_unset=True, note=", or -1/null for one pass"))
     max_minutes: float = setting(
-        0.0, "time budget of the DPO loop in minutes, as `training.max_minutes` (0 = none)", group="schedule")
+        0.0, "time budget of the DPO loop in minutes, as `training.max_minutes` (0 = none)", group="schedule",
+        limits=Range(at_least=0, note=" (0 = no time budget)"))
     logging_steps: int = setting(
-        10, "log loss and rewards/* every N steps", group="schedule")
+        10, "log loss and rewards/* every N steps", group="schedule", limits=Range(at_least=1))
     save_steps: int = setting(
-        100, "write checkpoint-N every N steps (0 = never)", group="schedule")
+        100, "write checkpoint-N every N steps (0 = never)", group="schedule",
+        limits=Range(at_least=0, note=" (0 = no checkpoint-N)"))
     save_total_limit: int = setting(
         3, "keep at most N checkpoint-N folders (0 = keep all)", group="schedule")
     beta: float = setting(
         0.1, "DPO strength: how far the policy may move from the reference (higher = stay closer to the SFT "
-        "model)", group="DPO")
+        "model)", group="DPO", limits=Range(above=0))
     lora_r: int = setting(
         64, "rank of the new DPO adapter (LoRA students)", group="LoRA")
     lora_alpha: int = setting(
@@ -509,7 +435,7 @@ class ReportingSettings:
         "outputs/reports/gemma-3-270m-it", "folder for report.md, alignment_report.md and the plots",
         group="outputs")
     examples_per_cause: int = setting(
-        3, "failure examples shown per cause in report.md, in rows", group="outputs")
+        3, "failure examples shown per cause in report.md, in rows", group="outputs", limits=Range(at_least=0))
 
 
 SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
@@ -541,140 +467,3 @@ class Settings:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}}, in defaults.json's order (what config.load_config returns)."""
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
-
-
-def check_value(where: str, section: str, key: str, value: Any) -> None:
-    """A one-line UserError unless `value` suits the key's annotation."""
-    annotation = field_type(SECTIONS[section], key)
-    allowed = allowed_types(annotation)
-    if not _type_ok(value, allowed):
-        names = "/".join("null" if t is type(None) else t.__name__ for t in allowed)
-        raise UserError(f"{where}config key '{section}.{key}' must be {names}, got {json.dumps(value)}")
-    allowed_values = choices(annotation)
-    if allowed_values and isinstance(value, str) and value not in allowed_values:
-        if bool in allowed:  # bf16 / torch_compile
-            raise UserError(f"{where}config key '{section}.{key}' must be true, false or \"always\", got "
-                            f"{json.dumps(value)}")
-        raise UserError(f"{where}config key '{section}.{key}' must be one of "
-                        f"{', '.join(json.dumps(v) for v in allowed_values)}, got {json.dumps(value)}")
-
-
-# --- the loader --------------------------------------------------------------------------------------------------
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A config file's JSON object; a missing file or bad JSON is a one-line UserError."""
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist; pass --config with an existing file "
-                        f"(see config/defaults.json)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"config file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                        f"{exc.msg}); fix the file") from None
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a JSON object of sections")
-    return data
-
-
-def overlay(settings: Settings, extra: dict[str, Any], path: Path) -> Settings:
-    """`settings` with the values of a config file's object over it; every section, key and type checked."""
-    changed: dict[str, dict[str, Any]] = {}
-    for section, values in extra.items():
-        if section.startswith("_"):
-            continue  # "_comment" and friends document a file; they carry no settings
-        if section not in SECTIONS:
-            raise UserError(f"{path}: unknown config section '{section}'; known sections: "
-                            f"{', '.join(sorted(SECTIONS))}")
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: section '{section}' must be a JSON object")
-        keys = {f.name for f in dataclasses.fields(SECTIONS[section])}
-        for key, value in values.items():
-            if key.startswith("_"):
-                continue
-            if key not in keys:
-                raise UserError(f"{path}: unknown config key '{section}.{key}'; see config/defaults.json "
-                                f"for the known keys of '{section}'")
-            check_value(f"{path}: ", section, key, value)
-            changed.setdefault(section, {})[key] = value
-    return dataclasses.replace(settings, **{
-        section: dataclasses.replace(getattr(settings, section), **values) for section, values in changed.items()})
-
-
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """The defaults (the dataclasses above) overlaid with the given config file. Errors are one-line
-    UserErrors naming the file and key."""
-    settings = Settings()
-    if path is not None:
-        settings = overlay(settings, read_json_object(Path(path)), Path(path))
-    return settings
-
-
-# --- generated files ---------------------------------------------------------------------------------------------
-
-def defaults_json() -> str:
-    """The text of config/defaults.json."""
-    return json.dumps({"_comment": DEFAULTS_COMMENT, **Settings().as_dict()}, indent=2) + "\n"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f"`{value}`"
-    return json.dumps(value)
-
-
-def readme_tables() -> str:
-    """The README's "Defaults explained" tables (between the settings markers), one row per key."""
-    out: list[str] = []
-    for name, cls in SECTIONS.items():
-        out += [f"### `{name}`: {cls.TITLE}", "| key | type | default | meaning |", "|---|---|---|---|"]
-        for f in dataclasses.fields(cls):
-            kind = type_name(field_type(cls, f.name)).replace("None", "null").replace("|", "\\|")
-            out.append(f"| `{f.name}` | {kind} | {_cell(f.default)} | {f.metadata['help']} |")
-        out.append("")
-    return "\n".join(out)
-
-
-def readme_with_tables(text: str) -> str:
-    """README text with the part between the markers replaced by readme_tables()."""
-    pattern = re.compile(re.escape(README_BEGIN) + r"\n.*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        raise UserError(f"{README_PATH}: no '{README_BEGIN}' ... '{README_END}' markers")
-    return pattern.sub(lambda _: f"{README_BEGIN}\n{readme_tables()}{README_END}", text, count=1)
-
-
-def stale_files() -> list[Path]:
-    """The generated files that differ from what the dataclasses make."""
-    stale = []
-    if not DEFAULTS_PATH.is_file() or DEFAULTS_PATH.read_text(encoding="utf-8") != defaults_json():
-        stale.append(DEFAULTS_PATH)
-    readme = README_PATH.read_text(encoding="utf-8")
-    if readme_with_tables(readme) != readme:
-        stale.append(README_PATH)
-    return stale
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Regenerate (or check) config/defaults.json and the README's "
-                                                 "'Defaults explained' tables from the settings dataclasses.")
-    parser.add_argument("--write", action="store_true", help="rewrite both files")
-    parser.add_argument("--write-defaults", action="store_true", help="rewrite config/defaults.json")
-    parser.add_argument("--write-readme", action="store_true", help="rewrite the README's tables")
-    args = parser.parse_args(argv)
-    if args.write or args.write_defaults:
-        DEFAULTS_PATH.write_text(defaults_json(), encoding="utf-8")
-        print(f"wrote {DEFAULTS_PATH}")
-    if args.write or args.write_readme:
-        README_PATH.write_text(readme_with_tables(README_PATH.read_text(encoding="utf-8")), encoding="utf-8")
-        print(f"wrote the settings tables of {README_PATH}")
-    if not (args.write or args.write_defaults or args.write_readme):
-        stale = stale_files()
-        for path in stale:
-            print(f"stale: {path}; run: {WRITE_COMMAND}", file=sys.stderr)
-        return 1 if stale else 0
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
