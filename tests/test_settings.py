@@ -238,3 +238,102 @@ def test_a_script_reports_a_value_out_of_range_as_a_usage_error(monkeypatch: pyt
     spec.loader.exec_module(module)
     assert cli.run(module.main, module.build_parser(), ["--examples-per-cause", "-1"]) == cli.EXIT_BAD_INPUT
     assert capsys.readouterr().err == "error: --examples-per-cause must be >= 0, got -1\n"
+
+
+def _domain_specs(tmp_path: Path, **sizes: int) -> None:
+    from ast_distill.dataset import generate_domain_specs
+    from ast_distill.teachers.grammar import GrammarTeacher
+
+    generate_domain_specs(teacher=GrammarTeacher(1), prompts_path=tmp_path / "prompts.jsonl",
+                          **{"examples_per_schema": 3, "schemas_per_domain": 1, **sizes}, max_domains=None, seed=1,
+                          retries=0, out=tmp_path / "d_01.jsonl", settings={})
+
+
+def _schemas(tmp_path: Path, min_operators: int, max_operators: int) -> None:
+    from ast_distill.dataset import build_schemas
+
+    data = settings.REPO_ROOT / "data"
+    build_schemas(specs_path=tmp_path / "d_01.jsonl", template_path=data / "base_schema_template.json",
+                  catalog_path=data / "operator_catalog.json", min_operators=min_operators,
+                  max_operators=max_operators, seed=1, out=tmp_path / "d_02.jsonl", settings={})
+
+
+def _dataset(tmp_path: Path, samples_per_schema: int) -> None:
+    from ast_distill.dataset import generate_dataset
+    from ast_distill.teachers.grammar import GrammarTeacher
+
+    generate_dataset(teacher=GrammarTeacher(1), schemas_path=tmp_path / "d_02.jsonl",
+                     specs_path=tmp_path / "d_01.jsonl", samples_per_schema=samples_per_schema, seed=1,
+                     out=tmp_path / "d_03.jsonl", checkpoint_path=None, checkpoint_every=5, resume=False,
+                     concurrency=1, settings={})
+
+
+def _fractions(heldout: float = 0.2, val: float = 0.05, pref: float = 0.15, test: float = 0.1) -> None:
+    from ast_distill.corpus import check_fractions
+
+    check_fractions(heldout, val, pref, test)
+
+
+def _refusal_fraction(value: float) -> None:
+    from ast_distill.teachers.base import check_refusal_fraction
+
+    check_refusal_fraction(value)
+
+
+def _pairs(max_pairs: int) -> None:
+    from ast_distill.alignment import write_pairs
+
+    write_pairs({"adapter": "sft", "max_pairs": max_pairs, "eval_results": "missing.jsonl"})
+
+
+def _optimizer(**values: object) -> None:
+    from ast_distill.student.optim import check_optimizer
+
+    check_optimizer(values)
+
+
+def _scheduler(**values: object) -> None:
+    from ast_distill.training.trainer import scheduler_kwargs
+
+    scheduler_kwargs(values)
+
+
+@pytest.mark.parametrize(("check", "message"), [
+    (lambda tmp: _domain_specs(tmp, examples_per_schema=-1), "examples_per_schema must be >= 0, got -1"),
+    (lambda tmp: _domain_specs(tmp, schemas_per_domain=0), "schemas_per_domain must be >= 1, got 0"),
+    (lambda tmp: _schemas(tmp, 0, 7), "min_operators must be >= 1, got 0"),
+    (lambda tmp: _schemas(tmp, 5, 4), "min_operators (5) must be <= max_operators (4)"),
+    (lambda tmp: _dataset(tmp, 0), "samples_per_schema must be >= 1, got 0"),
+    (lambda tmp: _fractions(heldout=-0.1), "heldout_schema_fraction must be in [0, 1), got -0.1"),
+    (lambda tmp: _fractions(test=1.0), "test_fraction must be in [0, 1), got 1.0"),
+    (lambda tmp: _fractions(val=0.5, pref=0.3, test=0.2),
+     "val_fraction + pref_fraction + test_fraction = 1 leaves no training rows; keep the sum below 1"),
+    (lambda tmp: _refusal_fraction(1.5),
+     "dataset_generation.refusal_fraction must be in [0, 1), got 1.5; fix the config"),
+    (lambda tmp: _pairs(-1), "--max-pairs must be >= 0 (null = all), got -1"),
+    (lambda tmp: _optimizer(optimizer="muon", muon_learning_rate=0),
+     "training.muon_learning_rate is 0: give a rate > 0 (0.02 is Muon's usual one)"),
+    (lambda tmp: _scheduler(lr_scheduler_type="cosine_with_min_lr", min_lr_rate=1.0),
+     "training.min_lr_rate is 1.0: give a share of the peak learning rate in [0, 1)"),
+    (lambda tmp: _scheduler(lr_scheduler_type="cosine", min_lr_rate=0.1),
+     "training.min_lr_rate is 0.1 but lr_scheduler_type is 'cosine': the floor needs lr_scheduler_type "
+     "'cosine_with_min_lr' (or set min_lr_rate to 0)"),
+])
+def test_a_stage_checks_the_declared_range_of_a_key_it_takes_as_an_argument(tmp_path: Path, check,
+                                                                             message: str) -> None:
+    with pytest.raises(UserError) as exc:
+        check(tmp_path)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("muon_learning_rate", 0, "muon_learning_rate must be > 0 (training settings)"),
+    ("min_lr_rate", 1.0, "min_lr_rate must be in [0, 1) (training settings)"),
+])
+def test_the_training_settings_check_the_optimizer_ranges_whatever_the_optimizer_and_scheduler(
+        key: str, value: float, message: str) -> None:
+    training = dataclasses.asdict(TrainingSettings())  # adamw, linear: the stage checks these keys only when used
+    with pytest.raises(UserError) as exc:
+        _training_check({**training, key: value})
+    assert str(exc.value) == message
+    _optimizer(optimizer="adamw", muon_learning_rate=0)  # an unused Muon rate does not stop the optimizer check

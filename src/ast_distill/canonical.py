@@ -1,7 +1,7 @@
 """The one canonicalizer and the one completion renderer.
 
 ``render_ast``: the AST as minified JSON with a fixed key order: what the student is trained to write and
-what ``exact_match`` compares. ``canonical``: the meaning of an AST (DESIGN.md "Meaning, not spelling"):
+what ``exact_match`` compares. ``canonical``: the meaning of an AST (README, "Meaning, not spelling"):
 keys unordered; and/or children flattened, deduplicated and sorted; ``in``-style value lists, select and
 group_by as sets; sort order kept; 1 == 1.0; every refusal equal to every other.
 """

@@ -1,6 +1,6 @@
 """Stage 4: d_03 rows -> the training corpus (d_04: train, val, pref) and the test set (d_05).
 
-Honest splits (DESIGN.md): whole domains are held out first, with every schema variant of a held-out domain,
+Honest splits (README, "Honest splits"): whole domains are held out first, with every schema variant of a held-out domain,
 so an unseen schema is really unseen; their rows go to d_05 with schema_seen=false. The other rows are split
 by request text (a hash of the normalized query and the seed): the same request, written for two variants of
 a domain, lands in one split only. Nothing in d_05 is ever in d_04.
@@ -20,6 +20,7 @@ from .jsonl import meta_path, read_json, read_jsonl, stable_id, write_jsonl_atom
 from .prompting import SCHEMA_FORMATS, build_completion, build_prompt
 from .provenance import write_meta
 from .records import CORPUS_SPLITS, REFUSAL, SPLITS, normalize_query
+from .settings import DatasetGenerationSettings, check_ranges
 
 
 def invalid_listing_path(out: str | Path) -> Path:
@@ -32,10 +33,9 @@ def _unit_interval(*parts: Any) -> float:
 
 
 def check_fractions(heldout: float, val: float, pref: float, test: float) -> None:
-    for name, value in (("heldout_schema_fraction", heldout), ("val_fraction", val), ("pref_fraction", pref),
-                        ("test_fraction", test)):
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"{name} must be in [0, 1), got {value}")
+    check_ranges(DatasetGenerationSettings, {"heldout_schema_fraction": heldout, "val_fraction": val,
+                                             "pref_fraction": pref, "test_fraction": test},
+                 "{key} must be {rule}, got {value}")
     if val + pref + test >= 1.0:
         raise UserError(f"val_fraction + pref_fraction + test_fraction = {val + pref + test:g} leaves no "
                         f"training rows; keep the sum below 1")

@@ -28,7 +28,11 @@ from .fingerprint import json_digest
 from .jsonl import JsonlAppender, read_jsonl, stable_id, write_jsonl_atomic
 from .provenance import write_meta
 from .records import LANGUAGES, REFUSAL, kind_of, normalize_query
+from .settings import DatasetGenerationSettings, check_ranges
 from .teachers.base import GeneratedPair, Teacher, TeacherError, map_bounded
+
+# The stages' size arguments are dataset_generation keys: their ranges are declared there, named by key here.
+RANGE_MESSAGE = "{key} must be {rule}, got {value}"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -132,8 +136,8 @@ def generate_domain_specs(*, teacher: Teacher, prompts_path: str | Path, example
     skipped) or changed specs are asked for. If the teacher fails for good, the specs done so far are written
     (with the earlier records of those not asked yet) before the stage stops, so a rerun goes on from there.
     """
-    if examples_per_schema < 0 or schemas_per_domain < 1:
-        raise UserError("examples_per_schema must be >= 0 and schemas_per_domain >= 1")
+    check_ranges(DatasetGenerationSettings, {"examples_per_schema": examples_per_schema,
+                                             "schemas_per_domain": schemas_per_domain}, RANGE_MESSAGE)
     prompts = read_domain_prompts(prompts_path)
     if max_domains is not None and max_domains >= 0:
         prompts = prompts[:max_domains]
@@ -204,8 +208,9 @@ def build_schemas(*, specs_path: str | Path, template_path: str | Path, catalog_
     """
     template = dsl.load_template(template_path)
     catalog = dsl.load_catalog(catalog_path)
-    if not 1 <= min_operators <= max_operators:
-        raise UserError(f"min_operators ({min_operators}) must be >= 1 and <= max_operators ({max_operators})")
+    check_ranges(DatasetGenerationSettings, {"min_operators": min_operators}, RANGE_MESSAGE)
+    if min_operators > max_operators:
+        raise UserError(f"min_operators ({min_operators}) must be <= max_operators ({max_operators})")
     specs = read_nonempty_jsonl(specs_path, "domain specs", "run scripts/generate_domain_specs.py first")
     rows = []
     for index, spec in enumerate(specs, start=1):
@@ -344,8 +349,7 @@ def generate_dataset(*, teacher: Teacher, schemas_path: str | Path, specs_path: 
                      checkpoint_every: int, resume: bool, concurrency: int,
                      settings: dict[str, Any]) -> dict[str, Any]:
     """Stage 3: teacher pairs per schema, validated, deduplicated, appended durably; resumable by id."""
-    if samples_per_schema < 1:
-        raise UserError(f"samples_per_schema must be >= 1, got {samples_per_schema}")
+    check_ranges(DatasetGenerationSettings, {"samples_per_schema": samples_per_schema}, RANGE_MESSAGE)
     schemas = read_nonempty_jsonl(schemas_path, "schemas", "run scripts/build_schemas.py first")
     _check_schema_rows(schemas, schemas_path)
     specs = {row.get("id"): row for row in read_jsonl(specs_path, missing_ok=True)}

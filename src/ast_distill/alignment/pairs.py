@@ -22,6 +22,7 @@ from ..jsonl import meta_path, read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..prompting import Messages, build_completion, is_messages
 from ..provenance import provenance
 from ..scoring import teacher_accepted
+from ..settings import AlignmentSettings, check_ranges
 
 # Why an evaluation row gave no pair, in the order the checks run.
 DROP_REASONS = (
@@ -80,7 +81,7 @@ def _check_record(record: Mapping[str, Any], index: int, where: str) -> None:
         if not isinstance(record.get(key), str) or not record[key]:
             raise UserError(f"{where}: row {index + 1} has no '{key}'; pass the evaluation_results.jsonl that "
                             f"scripts/evaluate_student.py wrote")
-    # DESIGN.md "Honest splits": no test row and no row of a held-out schema is ever trained on.
+    # README "Honest splits": no test row and no row of a held-out schema is ever trained on.
     if record.get("split") == "test" or record.get("schema_seen") is False:
         raise UserError(f"{where}: row {index + 1} (id {record['id']}) is a test row or a held-out schema's row; "
                         f"DPO pairs must come from the pref rows only (evaluate_student.py --split pref)")
@@ -158,8 +159,7 @@ def write_pairs(settings: Mapping[str, Any], *, resolved_config: Mapping[str, An
 
     if not settings["adapter"]:
         raise UserError("no SFT checkpoint named: pass --adapter DIR or set alignment.adapter in the config")
-    if settings["max_pairs"] is not None and settings["max_pairs"] < 0:
-        raise UserError(f"--max-pairs must be 0 or more (unset = all), got {settings['max_pairs']}")
+    check_ranges(AlignmentSettings, {"max_pairs": settings["max_pairs"]})
     records = read_jsonl(settings["eval_results"])
     if not records:
         raise UserError(f"{settings['eval_results']} holds no evaluation rows; run evaluate_student.py --split pref "

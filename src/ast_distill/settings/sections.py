@@ -101,25 +101,26 @@ class DatasetGenerationSettings:
         "built-in teacher", group="teacher")
     examples_per_schema: int = setting(
         60, "example requests asked for inside each domain spec (context for pair generation: each pairs request "
-        "shows 12 of them, shuffled by the seed, the next request the next 12, so all get used)", group="sizes")
+        "shows 12 of them, shuffled by the seed, the next request the next 12, so all get used)", group="sizes",
+        limits=Range(at_least=0))
     schemas_per_domain: int = setting(
         1, "schema variants per domain (other fields and operator names), each from its own spec: more DSLs to "
-        "learn from", group="sizes")
+        "learn from", group="sizes", limits=Range(at_least=1))
     max_domains: int | None = setting(
         None, "use only the first N domains of the prompts file (null or -1 = all)", group="sizes")
     min_operators: int = setting(
         4, "fewest operators per schema, `eq` included (`eq` always, the rest sampled); each under one synonym "
-        "chosen per schema, so the student must read the schema", group="sizes")
+        "chosen per schema, so the student must read the schema", group="sizes", limits=Range(at_least=1))
     max_operators: int = setting(
         7, "most operators per schema", group="sizes")
     seed: int = setting(
         11, "seed of every sampling choice in stages 1 to 4 (each schema's teacher seed derives from it and the "
         "schema id)", group="sizes")
     samples_per_schema: int = setting(
-        60, "(query, AST) rows asked for per schema", group="sizes")
+        60, "(query, AST) rows asked for per schema", group="sizes", limits=Range(at_least=1))
     refusal_fraction: float = setting(
         0.15, "share of requests the schema cannot express (the answer is a refusal); every teacher, LLM ones "
-        "included, is asked for this share", group="sizes")
+        "included, is asked for this share", group="sizes", limits=Range(at_least=0, below=1))
     teacher_retries: int = setting(
         3, "tries after the first when a teacher call fails or its reply does not parse or validate (-1 = forever)",
         group="teacher")
@@ -142,14 +143,16 @@ class DatasetGenerationSettings:
         "minified `json`", group="splits")
     heldout_schema_fraction: float = setting(
         0.2, "share of domains whose every schema is held out: test only, never trained on (unseen DSLs); at "
-        "least one domain when above 0", group="splits")
+        "least one domain when above 0", group="splits", limits=Range(at_least=0, below=1))
     val_fraction: float = setting(
         0.05, "share of the seen-schema rows for `val` (eval_loss); the rest of the shares is `train`",
-        group="splits")
+        group="splits", limits=Range(at_least=0, below=1))
     pref_fraction: float = setting(
-        0.15, "share of the seen-schema rows for `pref` (the DPO pool)", group="splits")
+        0.15, "share of the seen-schema rows for `pref` (the DPO pool)", group="splits",
+        limits=Range(at_least=0, below=1))
     test_fraction: float = setting(
-        0.1, "share of the seen-schema rows for `test` (d_05, beside the unseen-schema rows)", group="splits")
+        0.1, "share of the seen-schema rows for `test` (d_05, beside the unseen-schema rows)", group="splits",
+        limits=Range(at_least=0, below=1))
     schema_specs_out: str = setting(
         "outputs/d_01_domain_specs.jsonl", "d_01 JSONL: the domain specs (stage 1 writes it)",
         flag="--domain-specs", group="outputs")
@@ -210,13 +213,14 @@ class TrainingSettings:
         5e-05, "peak learning rate (AdamW's; with `optimizer: muon`, that of embeddings and norms)",
         group="optimization", limits=Range(above=0))
     muon_learning_rate: float = setting(
-        0.02, "with `optimizer: muon`: the peak learning rate of the hidden matrices", group="optimization")
+        0.02, "with `optimizer: muon`: the peak learning rate of the hidden matrices", group="optimization",
+        limits=Range(above=0))
     lr_scheduler_type: str = setting(
         "linear", "transformers learning-rate schedule: `linear`, `cosine`, `cosine_with_min_lr`, ...",
         group="optimization")
     min_lr_rate: float = setting(
         0.0, "with `lr_scheduler_type` `cosine_with_min_lr`: the final learning rate as a share of the peak (any "
-        "other scheduler needs 0)", group="optimization")
+        "other scheduler needs 0)", group="optimization", limits=Range(at_least=0, below=1))
     weight_decay: float = setting(
         0.01, "decoupled weight decay (AdamW, and Muon with `optimizer: muon`)", group="optimization")
     warmup_steps: int = setting(
@@ -382,7 +386,8 @@ class AlignmentSettings:
     only_rejected: bool = setting(
         True, "keep only rows the teacher rejected", group="pairs (stage 7)")
     max_pairs: int | None = setting(
-        None, "keep at most N pairs, a seeded random subset (null = all)", group="pairs (stage 7)")
+        None, "keep at most N pairs, a seeded random subset (null = all)", group="pairs (stage 7)",
+        limits=Range(at_least=0, note=" (null = all)"))
     max_seq_length: int = setting(
         32768, "token budget per prompt + completion (as SFT); longer pairs are dropped and counted",
         group="precision and memory", limits=Range(at_least=16, note=" tokens"))

@@ -16,7 +16,7 @@ import torch
 import torch.optim._muon as torch_muon  # its Newton-Schulz step, swapped for an fp32 one where bf16 is slow
 
 from ..errors import UserError
-from ..settings import Optimizer
+from ..settings import Optimizer, TrainingSettings, check_ranges
 
 OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
 
@@ -116,12 +116,13 @@ class MuonAdamW(torch.optim.Optimizer):
 
 
 def check_optimizer(cfg: Mapping[str, Any]) -> None:
-    """UserError for an optimizer this project does not build, or Muon without a positive rate."""
+    """UserError for an optimizer this project does not build, or Muon with a rate outside its range
+    (settings.TrainingSettings)."""
     if cfg["optimizer"] not in OPTIMIZERS:
         raise UserError(f"training.optimizer is {cfg['optimizer']!r}: use one of {', '.join(OPTIMIZERS)}")
-    if cfg["optimizer"] == "muon" and not float(cfg["muon_learning_rate"]) > 0:
-        raise UserError(f"training.muon_learning_rate is {cfg['muon_learning_rate']}: give a positive rate "
-                        f"(0.02 is Muon's usual one)")
+    if cfg["optimizer"] == "muon":
+        check_ranges(TrainingSettings, {"muon_learning_rate": cfg["muon_learning_rate"]},
+                     "training.{key} is {value}: give a rate {rule} (0.02 is Muon's usual one)")
 
 
 def build_optimizer(cfg: Mapping[str, Any], model: torch.nn.Module, *, bf16: bool = True) -> MuonAdamW | None:

@@ -11,21 +11,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import UserError
 from ..records import QUERY
+from ..settings import DatasetGenerationSettings, check_ranges
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-# A teacher built without a config (tests, benchmarks) asks for this share of refusals; runs pass
-# dataset_generation.refusal_fraction (config/defaults.json) through teachers.make_teacher.
-DEFAULT_REFUSAL_FRACTION = 0.15
+# A teacher built without a config (tests, benchmarks) asks for the config's default share of refusals; runs
+# pass their dataset_generation.refusal_fraction through teachers.make_teacher.
+DEFAULT_REFUSAL_FRACTION: float = DatasetGenerationSettings.refusal_fraction
 
 
 def check_refusal_fraction(value: float) -> float:
-    """refusal_fraction in [0, 1): a UserError naming the config key otherwise."""
-    if not 0.0 <= value < 1.0:
-        raise UserError(f"dataset_generation.refusal_fraction must be in [0, 1), got {value}; fix the config")
+    """refusal_fraction in its range (settings.DatasetGenerationSettings): a UserError naming the config key
+    otherwise."""
+    check_ranges(DatasetGenerationSettings, {"refusal_fraction": value},
+                 "dataset_generation.{key} must be {rule}, got {value}; fix the config")
     return float(value)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender
+from ..settings import TrainingSettings, check_ranges
 from ..student.models import StudentSetup
 from ..student.chat import END_OF_TURN
 from .data import to_conversation_dataset, to_dataset
@@ -122,11 +123,12 @@ MIN_LR_SCHEDULER = "cosine_with_min_lr"
 
 def scheduler_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """transformers' lr_scheduler_kwargs: the cosine floor (min_lr_rate, a share of the peak rate) when the
-    scheduler has one. A floor set for a scheduler without one is an error rather than silently ignored."""
+    scheduler has one (in the range settings.TrainingSettings declares). A floor set for a scheduler without one
+    is an error rather than silently ignored."""
     rate = float(cfg.get("min_lr_rate") or 0.0)
     if cfg["lr_scheduler_type"] == MIN_LR_SCHEDULER:
-        if not 0.0 <= rate < 1.0:
-            raise UserError(f"training.min_lr_rate is {rate}: give a share of the peak learning rate in [0, 1)")
+        check_ranges(TrainingSettings, {"min_lr_rate": rate},
+                     "training.{key} is {value}: give a share of the peak learning rate {rule}")
         return {"min_lr_rate": rate}
     if rate:
         raise UserError(f"training.min_lr_rate is {rate} but lr_scheduler_type is {cfg['lr_scheduler_type']!r}: "
