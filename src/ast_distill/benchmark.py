@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from . import dsl, evaluation, hardware, predict, prompting, training
-from .student import scratch
 from .student.models import training_device
 from .config import Config
 from .jsonl import read_jsonl
@@ -82,6 +81,8 @@ def prompt_tokens(rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]]
     texts = {fmt: [m["content"] for r in rows for m in prompting.build_prompt(schemas[r["schema_id"]],
                                                                               r["query"], fmt)]
              for fmt in prompting.SCHEMA_FORMATS}
+    from .student import scratch
+
     tokenizer = scratch.train_tokenizer([t for fmt in texts.values() for t in fmt], vocab_size)
     out: dict[str, Any] = {"tokenizer": f"byte-level BPE, {vocab_size} tokens, trained on every rendering"}
     for fmt in prompting.SCHEMA_FORMATS:

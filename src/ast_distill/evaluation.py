@@ -25,22 +25,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from . import dsl, student
 from .config import Config
 from .errors import UserError
 from .fingerprint import checkpoint_fingerprint, json_digest
-from .generation import Generation, StudentGenerator
 from .hardware import machine_record
 from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
-from .predict import load_generator
 from .provenance import provenance
 from .settings import EvaluationSettings
 from .scoring import apply_judge_error, apply_verdict, parse_output, rate, score_output, summarize
 from .teachers import Teacher, TeacherError, make_teacher
+
+if TYPE_CHECKING:  # torch and xgrammar load when a run decodes, not when a script builds its parser
+    from .generation import Generation, StudentGenerator
 
 RESULTS_NAME = "evaluation_results.jsonl"
 SUMMARY_NAME = "evaluation_summary.json"
@@ -240,6 +239,8 @@ def make_eval_teacher(config: Config, settings: EvalSettings) -> Teacher | None:
 async def _generate_and_score(settings: EvalSettings, generator: StudentGenerator, todo: list[dict[str, Any]],
                               schemas: Mapping[str, dict[str, Any]], teacher: Teacher | None,
                               on_records: Callable[[list[dict[str, Any]]], None]) -> dict[str, int]:
+    import torch  # here, not at the top: the script's --help and the runners' flag check stay fast
+
     prompt_texts = [student.prompt_text(generator.tokenizer, row["prompt"]) for row in todo]
     constraints = [schemas[row["schema_id"]] if settings.constrained else None for row in todo]
     if settings.constrained:
@@ -287,6 +288,8 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
     calls = {"generated": 0, "judged": 0}
     teacher_info = _previous_teacher(settings)
     if todo:
+        from .predict import load_generator
+
         generator = load_generator(model_path, settings.device)
         judge = make_eval_teacher(config, settings) if teacher == "auto" else teacher
         teacher_info = judge.describe() if judge is not None else {
@@ -359,7 +362,9 @@ def measure_throughput(adapter: str | StudentGenerator, rows: Sequence[dict[str,
     Model loading and grammar compilation are not timed; ``warmup_batches`` batches run first, untimed.
     Returns samples/s, ms per sample, new tokens/s, and the parsed / schema-valid / truncated rates.
     """
-    generator = adapter if isinstance(adapter, StudentGenerator) else load_generator(adapter, device)
+    from .predict import load_generator
+
+    generator = adapter if not isinstance(adapter, str) else load_generator(adapter, device)
     texts = [student.prompt_text(generator.tokenizer, row["prompt"]) for row in rows]
     constraints = [schemas[row["schema_id"]] if constrained else None for row in rows]
     if constrained:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dsl, student
-from .generation import StudentGenerator
 from .prompting import build_prompt
 from .scoring import parse_output
-from .student import prompt_text, recorded_schema_format
+
+if TYPE_CHECKING:  # torch and xgrammar load with the student, not when a script builds its parser
+    from .generation import StudentGenerator
 
 DEFAULT_SCHEMA_FORMAT = "compact"
 
 
 def load_generator(path: str, device: str | None = None) -> StudentGenerator:
     """A checkpoint (LoRA adapter or full model) loaded, ready to generate (predict, evaluation, benchmark)."""
+    from .generation import StudentGenerator
+
     model, tokenizer = student.load_student(path, device=device)
     return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
 
@@ -29,7 +32,7 @@ def load_generator(path: str, device: str | None = None) -> StudentGenerator:
 def trained_schema_format(adapter: str) -> str:
     """The schema_format the checkpoint's training corpus was rendered with (student.recorded_schema_format);
     compact, with a note on stderr, when its run recorded none."""
-    found = recorded_schema_format(adapter)
+    found = student.recorded_schema_format(adapter)
     if found is None:
         print(f"note: {adapter} records no schema_format in its run_config.json (nor does its run dir); rendering "
               f"the schema as {DEFAULT_SCHEMA_FORMAT} (pass --schema-format to choose)", file=sys.stderr)
@@ -41,7 +44,7 @@ def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: S
                  schema_format: str, constrained: bool = True, max_new_tokens: int = 256,
                  batch_size: int = 8) -> list[dict[str, Any]]:
     """predict() with a student already loaded (for callers that answer many requests)."""
-    texts = [prompt_text(generator.tokenizer, build_prompt(schema, q, schema_format)) for q in queries]
+    texts = [student.prompt_text(generator.tokenizer, build_prompt(schema, q, schema_format)) for q in queries]
     results: list[dict[str, Any]] = [{} for _ in queries]
     batches = generator.generate_all(texts, [schema if constrained else None] * len(texts), batch_size=batch_size,
                                      max_new_tokens=max_new_tokens, progress=len(texts) > batch_size)
