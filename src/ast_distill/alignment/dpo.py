@@ -309,7 +309,7 @@ def train_dpo(cfg: Mapping[str, Any], *, resume: str | None = None,
     run = train_and_save(trainer, setup.tokenizer, output_dir, run_config, resume_dir=resume_dir,
                          metrics_log=writer, budget=budget,
                          outcome=lambda wall_s: {"reward_margins": reward_margins(metrics_path)},
-                         adapter_base=setup.base_model if setup.kind == "lora" else None)
+                         adapter_base=setup.adapter_base)
     margins = run.run_config["reward_margins"]
     log(f"DPO: {run.final_step} steps; reward margin {margins['first_margin']} (first log) -> "
         f"{margins['last_margin']} (last log)")

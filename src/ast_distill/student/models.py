@@ -28,6 +28,11 @@ class StudentSetup:
     kind: str  # "scratch" (full training) or "lora"
     base_model: str  # what checkpoint-final's adapter names as its base ("" for scratch)
 
+    @property
+    def adapter_base(self) -> str | None:
+        """The base a saved adapter must name (runs.save_final); None for a model trained in full."""
+        return self.base_model if self.kind == "lora" else None
+
 
 def unsloth_importable() -> bool:
     try:

@@ -174,7 +174,7 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
 
     run = train_and_save(trainer, setup.tokenizer, output_dir, run_config, resume_dir=resume_dir,
                          metrics_log=writer, budget=budget, outcome=outcome,
-                         adapter_base=setup.base_model if setup.kind == "lora" else None)
+                         adapter_base=setup.adapter_base)
     log(f"trained {run.final_step} steps in {run.wall_s:.0f} s: {measured['tokens_per_s']:.0f} tokens/s, "
         f"measured padding share {measured['padding_share']:.1%}")
     return {"checkpoint_final": str(run.final), "metrics": str(metrics_path),
