@@ -11,16 +11,18 @@
 #   --teacher-model M   judge model (default: evaluation.teacher_model, LLM_MODEL, .llmrc, then
 #                       dataset_generation.teacher_model; the built-in grammar teacher needs none)
 #   --out-dir D         evaluation folder (default: evaluation.out_dir)
+#   --no-baseline       skip the untuned base model's evaluation (a LoRA adapter's base, constrained)
 #   anything else is forwarded to every scripts/evaluate_student.py run (see its --help)
-# Runs: constrained decoding into <out_dir>, free decoding into <out_dir>/unconstrained, and, when
+# Runs: constrained decoding into <out_dir>, free decoding into <out_dir>/unconstrained, the untuned base
+# model of a LoRA adapter (constrained, same rows) into <out_dir>-base, and, when
 # <alignment.output_dir>/checkpoint-final exists, the DPO student into <out_dir>-dpo; then
 # scripts/report_training.py (report.md, and alignment_report.md when a DPO evaluation exists).
 # Every evaluation resumes by row id from what an interrupted run wrote (pass --no-resume to start over).
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
-CONFIG="config/defaults.json"; ADAPTER=""; OUT_DIR=""; TEACHER=(); FORWARD=()
+CONFIG="config/defaults.json"; ADAPTER=""; OUT_DIR=""; TEACHER=(); FORWARD=(); BASELINE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --eval-results|--eval-results=*|--checkpoint-path|--checkpoint-path=*)
       echo "error: runEvals.sh: $1 is chosen by the runner (one folder per run); pass --out-dir instead" >&2
       exit 2 ;;
+    --no-baseline) BASELINE=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) FORWARD+=("$1"); shift ;;
   esac
@@ -70,6 +73,12 @@ REPORT=(--config "$CONFIG" --eval-summary "$OUT_DIR/evaluation_summary.json"
 # The SFT run's metrics sit beside its checkpoint-final (the report's own default is training.output_dir).
 if [ -f "$(dirname "$ADAPTER")/training_metrics.jsonl" ]; then
   REPORT+=(--training-metrics "$(dirname "$ADAPTER")/training_metrics.jsonl")
+fi
+# The base model the adapter was trained from, on the same rows: what fine-tuning added (a model trained in
+# full, the scratch student, has no base to compare with).
+if [ "$BASELINE" = 1 ] && [ -f "$ADAPTER/adapter_config.json" ]; then
+  evaluate "$ADAPTER" "$OUT_DIR-base" --baseline --constrained
+  REPORT+=(--baseline-summary "$OUT_DIR-base/evaluation_summary.json")
 fi
 if [ -d "$DPO_FINAL" ]; then
   evaluate "$DPO_FINAL" "$OUT_DIR-dpo" --constrained

@@ -119,3 +119,34 @@ def make_tiny_student(tmp_path: str | Path, texts: list[str] | None = None) -> s
 def make_tiny_lora_base(tmp_path: str | Path) -> str:
     """Save a tiny random Gemma3ForCausalLM + tokenizer as a hub-like base model dir for LoRA tests."""
     return _save_tiny(Path(tmp_path) / "tiny_lora_base", None)
+
+
+# Words the tiny corpus never uses: a SentencePiece base trained with them has pieces a trim can drop.
+OTHER_TEXTS = ["Zebras graze quietly while the lighthouse keeper writes poetry about thunderstorms.",
+               "Les bibliothèques municipales ouvrent leurs portes aux astronomes amateurs chaque vendredi."] * 20
+
+
+def make_tiny_sentencepiece_base(tmp_path: str | Path) -> str:
+    """Save a tiny random Gemma3ForCausalLM with a SentencePiece BPE tokenizer (byte fallback, Gemma's special
+    ids, <mask> and turn markers, Gemma's chat template) as a local base folder, as the packaged Gemma base is made
+    (GemmaTokenizer adds a <mask> of its own beyond a vocabulary without one)."""
+    import io
+
+    import sentencepiece as spm
+
+    from ast_distill.student.bases import save_sentencepiece_tokenizer
+    from ast_distill.student.chat import CHAT_TEMPLATE
+
+    out = Path(tmp_path) / "tiny_sentencepiece_base"
+    out.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(corpus_texts(make_tiny_corpus(24))) + OTHER_TEXTS), model_writer=model,
+        model_type="bpe", vocab_size=600, byte_fallback=True, character_coverage=1.0,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
+        unk_piece="<unk>", user_defined_symbols=["<mask>", "<start_of_turn>", "<end_of_turn>"], add_dummy_prefix=False,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, minloglevel=2)
+    tokenizer = save_sentencepiece_tokenizer(model.getvalue(), out, CHAT_TEMPLATE)
+    torch.manual_seed(1)
+    build_scratch_model(tokenizer, **TINY_SIZES, max_position_embeddings=1024).save_pretrained(out)
+    return str(out)

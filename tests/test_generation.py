@@ -11,7 +11,8 @@ from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student
 from ast_distill import dsl, student
 from ast_distill.canonical import render_ast
 from ast_distill.errors import UserError
-from ast_distill.generation import GrammarCache, StudentGenerator
+from ast_distill.scoring import score_output
+from ast_distill.generation import Generation, GrammarCache, StudentGenerator, grammar_schema
 
 torch.set_num_threads(1)
 
@@ -148,3 +149,30 @@ def test_a_schema_declaring_properties_in_another_order_still_gets_the_trained_o
 def test_a_schema_xgrammar_cannot_compile_is_a_user_error(generator: StudentGenerator) -> None:
     with pytest.raises(UserError, match="--no-constrained"):
         generator.grammars.compiled({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})
+
+
+def test_the_grammar_leaves_max_length_to_validation_which_reports_an_overlong_string_invalid(
+        generator: StudentGenerator, schema: dict) -> None:
+    # Compiling maxLength costs ~13 s a schema on a 262k vocabulary; the full schema still judges the output.
+    bound = schema["$defs"]["Refusal"]["properties"]["reason"]["maxLength"]
+    ast = {"type": "refusal", "reason": "not about products " * (bound // 10), "suggestion": "ask about stock"}
+    assert len(ast["reason"]) > bound
+    text = render_ast(ast)
+    ids = generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+    matcher = generator.grammars.matcher(schema)
+    assert all(matcher.accept_token(t) for t in ids) and matcher.accept_token(generator.stop_token_ids[0])
+    row = {"id": "r", "schema_id": "s", "ast": ast}
+    record = score_output(row, schema, Generation(text=text, token_ids=ids, truncated=False, latency_ms=0.0),
+                          prompt_text="", constrained=True)
+    assert record["parsed"] and not record["schema_valid"]
+    assert "reason" in record["validation_error"]
+
+
+def test_grammar_schema_drops_max_length_only_where_it_is_a_keyword() -> None:
+    schema = {"type": "object", "required": ["maxLength"],
+              "properties": {"maxLength": {"type": "string", "minLength": 1, "maxLength": 3},
+                             "kind": {"enum": [{"maxLength": 2}]}}}
+    assert grammar_schema(schema) == {"type": "object", "required": ["maxLength"],
+                                      "properties": {"kind": {"enum": [{"maxLength": 2}]},
+                                                     "maxLength": {"type": "string", "minLength": 1}}}
+    assert schema["properties"]["maxLength"]["maxLength"] == 3  # the caller's schema is left whole

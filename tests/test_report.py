@@ -260,3 +260,21 @@ def test_failure_causes_and_query_extraction() -> None:
     accepted_by_teacher = result_row("t", semantic=False, verdict={"accept": True})
     assert classify_failure(accepted_by_teacher) is None
     assert query_of(result_row("q", query="montre les billets | ouverts")) == "montre les billets | ouverts"
+
+
+def test_the_report_puts_base_sft_and_dpo_side_by_side_seen_and_unseen_with_two_standard_errors(
+        run_layout: dict[str, Path]) -> None:
+    write_jsonl(run_layout["train"] / "training_metrics.jsonl", training_logs())
+    write_json(run_layout["eval"] / "evaluation_summary.json", summary(0.5, 0.25, 0.35, 0.33, 0.36))
+    base = write_json(run_layout["eval"].with_name("eval-base") / "evaluation_summary.json",
+                      summary(0.1, 0.0, 0.1, 0.1, 0.1))
+    dpo_eval = run_layout["eval"].with_name("eval-dpo")
+    write_json(dpo_eval / "evaluation_summary.json", summary(0.6, 0.25, 0.4, 0.3, 0.38))
+
+    assert run_script(["--config", str(run_layout["config"]), "--baseline-summary", str(base)]) == 0
+
+    report = (run_layout["out"] / "report.md").read_text(encoding="utf-8")
+    assert "| rows | base (no adapter) | SFT | SFT + DPO |" in report
+    # seen: n=120; 2 * sqrt(0.5 * 0.5 / 120) = 0.091; unseen: n=40, a rate of 0 has no spread
+    assert "| schema seen | 0.100 ± 0.055 (n=120) | 0.500 ± 0.091 (n=120) | 0.600 ± 0.089 (n=120) |" in report
+    assert "| schema unseen | 0.000 ± 0.000 (n=40) | 0.250 ± 0.137 (n=40) | 0.250 ± 0.137 (n=40) |" in report

@@ -2,12 +2,14 @@
 
 Each figure compares two settings of one part: teacher concurrency 1 vs 8 against a local server with a
 fixed reply delay, the built-in teacher, prompt tokens per schema rendering, SFT tokens/s with and without
-length bucketing, evaluation samples/s at batch 1 vs 16 and constrained vs unconstrained. Speed is only ever
+length bucketing, evaluation samples/s at batch 1 vs 16 and constrained vs unconstrained, and what xgrammar
+costs with the student's tokenizer (compile time per schema, mask time per decoded token). Speed is only ever
 measured here, never asserted in tests.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import time
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import dsl, evaluation, hardware, predict, prompting, training
+from .canonical import render_ast
 from .student.models import training_device
 from .config import Config
 from .jsonl import read_jsonl
@@ -119,15 +122,73 @@ def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, An
     return out
 
 
-def eval_throughput(adapter: str, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
+def eval_throughput(generator: Any, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
                     max_new_tokens: int) -> dict[str, Any]:
-    generator = predict.load_generator(adapter)
     out: dict[str, Any] = {}
     for batch_size in (1, 16):
         for constrained in (False, True):
             key = f"batch{batch_size}_{'constrained' if constrained else 'unconstrained'}"
             out[key] = evaluation.measure_throughput(generator, rows, schemas, batch_size, constrained,
                                                      max_new_tokens)
+    return out
+
+
+def grammar_cost(generator: Any, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
+                 schema_count: int, steps_per_schema: int) -> dict[str, Any]:
+    """xgrammar's cost with the student's tokenizer: compile time per schema (of the first `schema_count` schemas
+    `rows` name) and, per decoding step, the time to fill one row's token bitmask and apply it to the logits.
+
+    A fresh GrammarCache, so nothing comes from the evaluation's cache. The steps walk each schema's gold
+    completion (render_ast of its first row's AST), as a trained student writes it. The first schema is also
+    compiled with its maxLength kept, which generation leaves out of the grammar, to show what that would cost.
+    """
+    from .generation import GrammarCache, in_render_order
+
+    cache = GrammarCache(generator.tokenizer, vocab_size=generator.vocab_size,
+                         stop_token_ids=generator.stop_token_ids)
+    first_rows: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first_rows.setdefault(row["schema_id"], row)
+    picked = list(first_rows.values())[:schema_count]
+    compile_ms: list[float] = []
+    step_ms: list[float] = []
+    for row in picked:
+        started = time.perf_counter()
+        compiled = cache.compiled(schemas[row["schema_id"]])
+        compile_ms.append(1000.0 * (time.perf_counter() - started))
+        step_ms += _mask_step_ms(generator, cache, compiled, render_ast(row["ast"]), steps_per_schema)
+    started = time.perf_counter()
+    cache.compiler.compile_json_schema(json.dumps(in_render_order(schemas[picked[0]["schema_id"]])),
+                                       any_whitespace=False, separators=(",", ":"))
+    kept_ms = 1000.0 * (time.perf_counter() - started)
+    return {"tokenizer_vocab": generator.vocab_size, "schemas": len(picked),
+            "compile_ms_mean": round(statistics.mean(compile_ms), 1), "compile_ms_max": round(max(compile_ms), 1),
+            "compile_ms_max_length_kept": round(kept_ms, 1), "mask_steps": len(step_ms),
+            "mask_ms_per_token_mean": round(statistics.mean(step_ms), 3) if step_ms else None,
+            "mask_ms_per_token_p95": round(_percentile(step_ms, 0.95), 3) if step_ms else None}
+
+
+def _mask_step_ms(generator: Any, cache: Any, compiled: Any, completion: str, max_steps: int) -> list[float]:
+    """ms per step of what GrammarLogitsProcessor does for one row: fill its bitmask, keep JSON-safe tokens,
+    apply the mask to the logits; the matcher then accepts the completion's next token (not timed)."""
+    import torch
+    import xgrammar as xgr
+
+    matcher = xgr.GrammarMatcher(compiled)
+    ids = generator.tokenizer(completion, add_special_tokens=False)["input_ids"][:max_steps]
+    bitmask = xgr.allocate_token_bitmask(1, generator.vocab_size)
+    logits = torch.zeros(1, generator.vocab_size, device=generator.model.device)
+    out: list[float] = []
+    for token in ids:
+        started = time.perf_counter()
+        matcher.fill_next_token_bitmask(bitmask, 0)
+        bitmask &= cache.json_safe_mask
+        xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device), vocab_size=generator.vocab_size)
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        out.append(1000.0 * (time.perf_counter() - started))
+        if not matcher.accept_token(token):
+            break  # a gold the grammar cannot write (should not happen): stop walking it
     return out
 
 
@@ -165,8 +226,12 @@ def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], N
     results["sft"] = sft_throughput(corpus, config["training"], steps=5 if quick else 20)
     log("evaluation throughput: batch 1 vs 16, constrained vs not ...")
     eval_rows = rng.sample(test_rows, min(len(test_rows), 16 if quick else 64))
-    results["evaluation"] = eval_throughput(adapter, eval_rows, schemas,
+    generator = predict.load_generator(adapter)
+    results["evaluation"] = eval_throughput(generator, eval_rows, schemas,
                                             max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
+    log("grammar cost: compile per schema, mask per token ...")
+    results["grammar"] = grammar_cost(generator, eval_rows, schemas, schema_count=3 if quick else 6,
+                                      steps_per_schema=16 if quick else 32)
     ev = results["evaluation"]
     results["evaluation"]["constrained_cost_batch16"] = round(
         1.0 - ev["batch16_constrained"]["samples_per_s"] / ev["batch16_unconstrained"]["samples_per_s"], 3)
@@ -197,6 +262,12 @@ def table(results: dict[str, Any]) -> str:
     rows += [(f"eval samples/s, {k.replace('_', ', ')}", ev[k]["samples_per_s"])
              for k in ("batch1_unconstrained", "batch1_constrained", "batch16_unconstrained", "batch16_constrained")]
     rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
+    gr = results["grammar"]
+    rows += [(f"grammar compile ms/schema, {gr['tokenizer_vocab']}-token vocab (mean / max of {gr['schemas']})",
+              f"{gr['compile_ms_mean']} / {gr['compile_ms_max']}"),
+             ("grammar compile ms, one schema with maxLength kept", gr["compile_ms_max_length_kept"]),
+             (f"grammar mask ms/token, fill + apply (mean / p95 of {gr['mask_steps']} steps)",
+              f"{gr['mask_ms_per_token_mean']} / {gr['mask_ms_per_token_p95']}")]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]

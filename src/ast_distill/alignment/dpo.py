@@ -8,6 +8,7 @@ relative to itself ("../sft-merged"), so a run dir moved or copied elsewhere sti
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,24 @@ def merge_adapter(adapter: str, base_model: str | None) -> tuple[Any, Any, str]:
     from peft import PeftModel
 
     base, _ = student.load_student(base_model, for_training=True)
+    check_same_vocabulary(recorded, base_model, base)
     model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     model.train()
     return model, student.load_tokenizer(adapter), base_model
+
+
+def check_same_vocabulary(recorded: str, base_model: str, base: Any) -> None:
+    """An override base must have the vocabulary the adapter was trained with (a trimmed base's is smaller: the
+    adapter would load onto the full base and read every token id wrongly)."""
+    config = Path(recorded) / "config.json"
+    if not config.is_file():
+        return  # a hub id: its config is not at hand, nothing to compare
+    recorded_vocab = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+    rows = int(base.get_input_embeddings().weight.shape[0])
+    if recorded_vocab is not None and int(recorded_vocab) != rows:
+        raise UserError(f"alignment.base_model {base_model} has {rows} tokens but the SFT adapter was trained on "
+                        f"{recorded} ({recorded_vocab} tokens); set alignment.base_model to null to use the base the "
+                        f"adapter records")
 
 
 def ensure_merged_base(adapter: str, base_model: str | None, output_dir: Path, log: Any = print) -> Path:

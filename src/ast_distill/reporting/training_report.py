@@ -1,6 +1,7 @@
 """report.md: what was read, SFT training curves, evaluation metrics, comparisons, example failures."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -121,6 +122,31 @@ def _comparison_section(lines: list[str], heading: str, columns: Mapping[str, Me
     image(lines, plot, heading)
 
 
+VERSION_SCOPES = (("all rows", ("overall",)), ("schema seen", ("by_schema", "seen")),
+                  ("schema unseen", ("by_schema", "unseen")))
+
+
+def semantic_with_noise(block: Metrics | None) -> str:
+    """Semantic match as "rate ± two binomial standard errors (n)", or "n/a"."""
+    rate, n = as_number((block or {}).get("semantic_match_rate")), as_number((block or {}).get("n"))
+    if rate is None or not n:
+        return "n/a"
+    return f"{rate:.3f} ± {2 * math.sqrt(max(rate * (1 - rate), 0.0) / n):.3f} (n={int(n)})"
+
+
+def _versions_section(lines: list[str], versions: Mapping[str, Summary | None]) -> None:
+    """Semantic match of each version of the student that was evaluated (base, SFT, DPO), seen and unseen."""
+    present = {name: summary for name, summary in versions.items() if summary is not None}
+    if len(present) < 2:
+        return
+    lines += ["## Base vs SFT vs SFT + DPO: semantic match", "",
+              "Each cell is the semantic match rate ± two binomial standard errors (rows). Compare versions only "
+              "when they were evaluated on the same rows (the same dataset, max_samples and sample_seed).", ""]
+    lines += table(["rows", *present],
+                   [[scope, *(semantic_with_noise(scope_metrics(summary, path)) for summary in present.values())]
+                    for scope, path in VERSION_SCOPES])
+
+
 def _failures_section(lines: list[str], results: list[dict[str, Any]] | None, per_cause: int) -> None:
     lines += ["## Example failures", ""]
     if results is None:
@@ -201,6 +227,8 @@ def render_report(inputs: ReportInputs, loaded: LoadedInputs, plots: Mapping[str
         "No baseline summary given (--baseline-summary), so no comparison with the untrained base model.",
         "How to read this: the baseline is the base model with the same prompts and no fine-tuning; the gap "
         "is what distillation bought.")
+    _versions_section(lines, {"base (no adapter)": loaded.baseline, "SFT": loaded.summary,
+                              "SFT + DPO": loaded.dpo_summary})
     _failures_section(lines, loaded.results, examples_per_cause)
     provenance_section(lines, provenance)
     return "\n".join(lines)

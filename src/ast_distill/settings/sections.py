@@ -283,6 +283,11 @@ class TrainingSettings:
         128, "LoRA scaling numerator", group="LoRA")
     lora_dropout: float = setting(
         0.05, "dropout on the LoRA path", group="LoRA")
+    trim_vocabulary: int = setting(
+        0, "pretrained student: keep only the base's N most frequent tokens, every token of the train and val "
+        "conversations and the pieces those merge from (the tied LM head shrinks with them: faster on a CPU); the "
+        "trimmed base is written to <output_dir>/base-trimmed-<digest>; 0 = the whole vocabulary", group="LoRA",
+        metavar="N", limits=Range(at_least=0, note=" tokens (0 = no trimming)"))
     scratch_hidden_size: int = setting(
         192, "scratch student: model width (hidden size)", group="scratch student")
     scratch_num_layers: int = setting(
@@ -378,9 +383,10 @@ class AlignmentSettings:
     output_dir: str = setting(
         "outputs/student_runs/gemma3-270m-dpo", "run folder of the aligned student: checkpoints, metrics, "
         "run_config.json", group="inputs and outputs")
-    base_model: str = setting(
-        "unsloth/gemma-3-270m-it", "base of the SFT adapter, which a LoRA adapter is merged into (scratch: "
-        "`scratch`)", group="inputs and outputs")
+    base_model: str | None = setting(
+        "unsloth/gemma-3-270m-it", "base the SFT adapter is merged into, overriding the one the adapter records "
+        "(e.g. a local copy of a hub model; it must have the same vocabulary); null or `scratch` = the recorded "
+        "base (a trimmed base, the scratch student)", group="inputs and outputs")
     pref_max_samples: int | None = setting(
         None, "cap on `pref` rows evaluated (null = all)", group="pairs (stage 7)")
     only_rejected: bool = setting(

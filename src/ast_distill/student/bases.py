@@ -157,7 +157,7 @@ def ensure_cached(folder: Path, expected: dict[str, Any], build: Callable[[Path]
     problem = cache_problem(folder, expected)
     if problem is None:
         return folder
-    log(f"building {folder} ({problem}); once per machine")
+    log(f"building {folder} ({problem})")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
@@ -263,20 +263,27 @@ def sentencepiece_model(tokens: list[str], scores: list[float], types: list[int]
     return proto.SerializeToString()
 
 
-def write_tokenizer(gguf_path: Path, out: Path) -> Any:
-    """tokenizer.model (rebuilt from the GGUF), tokenizer.json and its config, and the chat template."""
+def save_sentencepiece_tokenizer(model_proto: bytes, out: Path, chat_template: str) -> Any:
+    """tokenizer.model, tokenizer.json and its config, and the chat template, in ``out``; the tokenizer.
+
+    add_bos_token: the saved tokenizer.json then carries a post-processor that adds <bos>, as Gemma's does."""
     from transformers import GemmaTokenizer
 
+    (out / "tokenizer.model").write_bytes(model_proto)
+    tokenizer = GemmaTokenizer.from_pretrained(str(out), add_bos_token=True)
+    tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(str(out))
+    return tokenizer
+
+
+def write_tokenizer(gguf_path: Path, out: Path) -> Any:
+    """The tokenizer rebuilt from the GGUF, checked on a known encoding, with Gemma 3's chat template."""
     from .chat import CHAT_TEMPLATE
 
-    (out / "tokenizer.model").write_bytes(sentencepiece_model(*gguf_vocabulary(gguf_path)))
-    # add_bos_token: the saved tokenizer.json then carries a post-processor that adds <bos>, as Gemma's does.
-    tokenizer = GemmaTokenizer.from_pretrained(str(out), add_bos_token=True)
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = save_sentencepiece_tokenizer(sentencepiece_model(*gguf_vocabulary(gguf_path)), out, CHAT_TEMPLATE)
     ids = tokenizer(PROBE_TEXT)["input_ids"]
     if ids != PROBE_IDS:
         raise RuntimeError(f"the rebuilt tokenizer encodes {PROBE_TEXT!r} as {ids}, not {PROBE_IDS}")
-    tokenizer.save_pretrained(str(out))
     return tokenizer
 
 

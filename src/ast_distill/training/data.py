@@ -112,6 +112,15 @@ def follow_up_lengths(tokenizer: Any, rows: list[dict[str, Any]]) -> list[int]:
         tokenizer, [opening + [build_follow_up(r["query"])] + r["completion"] for r in rows])]
 
 
+def vocabulary_texts(tokenizer: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Every text the trainer tokenizes for these rows, as the chat template renders it: each row's prompt and
+    completion, and its request as a later turn of a chained conversation (the vocabulary a trimmed student
+    keeps, student/trim.py)."""
+    whole = [r["prompt"] + r["completion"] for r in rows]
+    later = [[build_follow_up(r["query"])] + r["completion"] for r in rows if r.get("query")]
+    return list(tokenizer.apply_chat_template(whole + later, tokenize=False)) if rows else []
+
+
 def chain_requests(rows: list[dict[str, Any]], first_lengths: list[int], later_lengths: list[int], *,
                    per_sequence: int, max_seq_length: int, passes: int,
                    seed: int) -> tuple[list[list[dict[str, str]]], list[int]]:

