@@ -104,7 +104,8 @@ def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, An
     schema (the config's requests_per_sequence, at least 4) bucketed; those with the precision this machine's
     probe picks (hardware.decide_precision) and no compile. Then the chained setting compiled ("always",
     padded to max_seq_length), in fp32, and with bf16 autocast forced ("always"; a few steps only, since
-    on a CPU without native bf16 a step takes ~15x longer).
+    on a CPU without native bf16 a step takes ~15x longer); for a student with a trimmed vocabulary, also the
+    chained setting with the whole vocabulary.
     """
     chain = max(int(training_cfg["requests_per_sequence"]), 4)
     chained = dict(group_by_length=True, requests_per_sequence=chain, torch_compile=False)
@@ -114,6 +115,8 @@ def sft_throughput(corpus_rows: list[dict[str, Any]], training_cfg: dict[str, An
                 f"chained_{chain}_compiled": (dict(chained, torch_compile="always"), steps),
                 f"chained_{chain}_fp32": (dict(chained, bf16=False), steps),
                 f"chained_{chain}_bf16_forced": (dict(chained, bf16="always"), min(steps, 4))}
+    if int(training_cfg.get("trim_vocabulary") or 0) > 0:  # a trimmed pretrained student: what trimming saves
+        variants[f"chained_{chain}_full_vocabulary"] = (dict(chained, trim_vocabulary=0), steps)
     out: dict[str, Any] = {}
     for name, (overrides, n) in variants.items():
         measured = training.measure_sft_throughput(corpus_rows, dict(training_cfg, **overrides), n)
