@@ -136,3 +136,38 @@ def test_merge_for_training_merges_a_lora_adapter_into_a_plain_model(tmp_path):
         plain = load_student(base_dir, device="cpu")[0](ids).logits
     assert torch.allclose(got, expected, atol=1e-4)
     assert not torch.allclose(got, plain, atol=1e-4)
+
+
+def test_load_for_inference_merges_the_adapter_into_the_same_function_and_int8_still_generates(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from ast_distill.generation import StudentGenerator
+    from ast_distill.student import load_for_inference, stop_token_ids
+
+    base_dir = make_tiny_lora_base(tmp_path)
+    base, tok = load_student(base_dir, for_training=True)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 init_lora_weights=False))
+    adapter_dir = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    tok.save_pretrained(adapter_dir)
+    ids = torch.tensor([tok("products above 12")["input_ids"]])
+    with torch.no_grad():
+        expected = peft_model.eval()(ids).logits
+
+    merged, _ = load_for_inference(str(adapter_dir), device="cpu")
+    assert type(merged).__name__ == "Gemma3ForCausalLM" and not merged.training
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
+
+    quantized, _ = load_for_inference(str(adapter_dir), device="cpu", dynamic_int8=True)
+    assert isinstance(quantized.model.layers[0].self_attn.q_proj, torch.ao.nn.quantized.dynamic.Linear)
+    generator = StudentGenerator(quantized, tok, stop_token_ids=stop_token_ids(tok))
+    assert generator.vocab_size == expected.shape[-1]  # the logits width, read through the quantized head
+    [(_, out)] = next(generator.generate_all(["products above 12"], [None], batch_size=1, max_new_tokens=3,
+                                             progress=False))
+    assert len(out.token_ids) <= 3  # it decodes (the grammar-free path through the quantized head)
+    with torch.no_grad():
+        approx = quantized(ids).logits
+    assert not torch.equal(approx, expected)  # the weights really are int8 now
+    assert torch.nn.functional.cosine_similarity(approx.flatten(), expected.flatten(), dim=0) > 0.99

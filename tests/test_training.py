@@ -370,3 +370,19 @@ def test_lora_on_a_local_base_saves_an_adapter_that_plain_peft_loads(tmp_path):
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("ok")
+
+
+def test_lora_top_layers_adapts_only_the_last_layers_and_they_train(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = make_tiny_lora_base(tmp_path)  # 2 decoder layers
+    cfg = tiny_cfg(tmp_path, base_model=base, max_steps=2, save_steps=0, val_split=0.0, lora_r=4, lora_alpha=8,
+                   learning_rate=1e-2, lora_top_layers=1)
+    out = train_sft(cfg, log=_quiet)
+    final = Path(out["checkpoint_final"])
+    assert json.loads((final / "adapter_config.json").read_text())["layers_to_transform"] == [1]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), final)
+    lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
+    assert lora_b and all(".layers.1." in n for n in lora_b)
+    assert any(bool(p.abs().sum() > 0) for p in lora_b.values())  # B starts at zero: the kept layer trained

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import dsl, evaluation, hardware, predict, prompting, training
+from . import dsl, evaluation, hardware, predict, prompting, student, training
 from .canonical import render_ast
 from .student.models import training_device
 from .config import Config
@@ -136,6 +136,26 @@ def eval_throughput(generator: Any, rows: list[dict[str, Any]], schemas: dict[st
     return out
 
 
+def inference_variants(adapter: str, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
+                       batch_size: int, max_new_tokens: int) -> dict[str, Any]:
+    """Constrained decoding of the same rows by the checkpoint as loaded (a LoRA adapter unmerged), merged
+    (what evaluation and predict use), and merged with dynamic int8 weights (CPU only, opt-in)."""
+    from .generation import StudentGenerator
+
+    def measure(model: Any, tokenizer: Any) -> dict[str, Any]:
+        generator = StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
+        return evaluation.measure_throughput(generator, rows, schemas, batch_size, True, max_new_tokens)
+
+    out: dict[str, Any] = {}
+    if student.student_kind(adapter) == "adapter":
+        out["lora_unmerged"] = measure(*student.load_student(adapter))
+    model, tokenizer = student.load_for_inference(adapter)
+    out["merged"] = measure(model, tokenizer)
+    if model.device.type == "cpu":
+        out["merged_dynamic_int8"] = measure(*student.load_for_inference(adapter, dynamic_int8=True))
+    return out
+
+
 def grammar_cost(generator: Any, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
                  schema_count: int, steps_per_schema: int) -> dict[str, Any]:
     """xgrammar's cost with the student's tokenizer: compile time per schema (of the first `schema_count` schemas
@@ -232,6 +252,10 @@ def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], N
     generator = predict.load_generator(adapter)
     results["evaluation"] = eval_throughput(generator, eval_rows, schemas,
                                             max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
+    log("inference variants: LoRA unmerged vs merged vs merged + dynamic int8 ...")
+    results["inference"] = inference_variants(adapter, eval_rows[:8 if quick else 32], schemas,
+                                              batch_size=int(config["evaluation"]["batch_size"]),
+                                              max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
     log("grammar cost: compile per schema, mask per token ...")
     results["grammar"] = grammar_cost(generator, eval_rows, schemas, schema_count=3 if quick else 6,
                                       steps_per_schema=16 if quick else 32)
@@ -265,6 +289,8 @@ def table(results: dict[str, Any]) -> str:
     rows += [(f"eval samples/s, {k.replace('_', ', ')}", ev[k]["samples_per_s"])
              for k in ("batch1_unconstrained", "batch1_constrained", "batch16_unconstrained", "batch16_constrained")]
     rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
+    rows += [(f"eval samples/s, constrained batch {v['batch_size']}, {k.replace('_', ' ')} (schema-valid)",
+              f"{v['samples_per_s']} ({v['schema_valid_rate']})") for k, v in results.get("inference", {}).items()]
     gr = results["grammar"]
     rows += [(f"grammar compile ms/schema, {gr['tokenizer_vocab']}-token vocab (mean / max of {gr['schemas']})",
               f"{gr['compile_ms_mean']} / {gr['compile_ms_max']}"),

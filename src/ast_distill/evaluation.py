@@ -46,7 +46,7 @@ SUMMARY_NAME = "evaluation_summary.json"
 # What made the rows: a rerun resumes a results file only when all of these agree with its checkpoint JSON.
 # The batch size is left out (greedy decoding does not depend on it), and so is the path of the checkpoint:
 # its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.
-RESUME_KEYS = ("fingerprint", "baseline", "constrained", "max_new_tokens", "temperature", "top_p", "dataset",
+RESUME_KEYS = ("fingerprint", "baseline", "constrained", "dynamic_int8", "max_new_tokens", "temperature", "top_p", "dataset",
                "split", "max_samples", "sample_seed", "include_invalid", "rows_digest")
 
 
@@ -210,7 +210,8 @@ def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[st
     # or a changed schemas file also count as other rows.
     selected = {str(r["id"]): [r["prompt"], r["ast"], schemas[r["schema_id"]]] for r in rows}
     return {"fingerprint": checkpoint_fingerprint(model_path), "baseline": settings.baseline,
-            "constrained": settings.constrained, "max_new_tokens": settings.max_new_tokens,
+            "constrained": settings.constrained, "dynamic_int8": settings.dynamic_int8,
+            "max_new_tokens": settings.max_new_tokens,
             "temperature": settings.temperature, "top_p": settings.top_p, "dataset": settings.dataset,
             "split": settings.split, "max_samples": settings.max_samples, "sample_seed": settings.sample_seed,
             "include_invalid": settings.include_invalid, "rows_digest": json_digest(selected)}
@@ -322,7 +323,7 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
     if todo:
         from .predict import load_generator
 
-        generator = load_generator(model_path, settings.device)
+        generator = load_generator(model_path, settings.device, dynamic_int8=settings.dynamic_int8)
         judge = make_eval_teacher(config, settings) if teacher == "auto" else teacher
         teacher_info = judge.describe() if judge is not None else {
             "backend": None, "note": "no teacher: rows whose meaning differs from the gold were not judged"}
@@ -334,7 +335,7 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
     summary = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
                "fingerprint": meta["fingerprint"], "rows_digest": meta["rows_digest"],
                "dataset": settings.dataset, "split": settings.split, "n": len(records),
-               "constrained": settings.constrained, "teacher": teacher_info,
+               "constrained": settings.constrained, "dynamic_int8": settings.dynamic_int8, "teacher": teacher_info,
                **summarize(records),
                "speed": speed(records, wall_s=wall_s, batch_size=settings.batch_size),
                "calls_this_run": calls,

@@ -51,8 +51,11 @@ class Generation:
 def model_vocab_size(model: Any) -> int:
     """Rows of the model's output layer: the logits width, which may exceed len(tokenizer)."""
     head = model.get_output_embeddings()
-    if head is not None and getattr(head, "weight", None) is not None:
-        return int(head.weight.shape[0])
+    weight = getattr(head, "weight", None)
+    if callable(weight):  # a dynamically quantized Linear keeps its weight behind a method
+        weight = weight()
+    if weight is not None:
+        return int(weight.shape[0])
     return int(model.config.get_text_config().vocab_size)
 
 

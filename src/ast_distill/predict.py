@@ -21,11 +21,12 @@ if TYPE_CHECKING:  # torch and xgrammar load with the student, not when a script
 DEFAULT_SCHEMA_FORMAT = "compact"
 
 
-def load_generator(path: str, device: str | None = None) -> StudentGenerator:
-    """A checkpoint (LoRA adapter or full model) loaded, ready to generate (predict, evaluation, benchmark)."""
+def load_generator(path: str, device: str | None = None, *, dynamic_int8: bool = False) -> StudentGenerator:
+    """A checkpoint (LoRA adapter or full model) loaded for decoding, an adapter merged into its base
+    (student.load_for_inference), ready to generate (predict, evaluation, benchmark)."""
     from .generation import StudentGenerator
 
-    model, tokenizer = student.load_student(path, device=device)
+    model, tokenizer = student.load_for_inference(path, device=device, dynamic_int8=dynamic_int8)
     return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
 
 

@@ -207,7 +207,7 @@ def load_dpo_start(cfg: Mapping[str, Any], backend: str, output_dir: Path, log: 
     # found from any cwd); each saved adapter is then pointed at MERGED_BASE_REF (point_at_merged_base).
     model.name_or_path = base_ref
     # setup.base_model: what checkpoint-final's adapter names (training's final save writes it there).
-    return DpoStart(StudentSetup(model, tokenizer, "lora", MERGED_BASE_REF), None, lora_config(cfg), reference)
+    return DpoStart(StudentSetup(model, tokenizer, "lora", MERGED_BASE_REF), None, lora_config(cfg, model.config.get_text_config().num_hidden_layers), reference)
 
 
 def dpo_config(cfg: Mapping[str, Any], output_dir: str, *, bf16: bool, device: str) -> Any:

@@ -283,6 +283,10 @@ class TrainingSettings:
         128, "LoRA scaling numerator", group="LoRA")
     lora_dropout: float = setting(
         0.05, "dropout on the LoRA path", group="LoRA")
+    lora_top_layers: int = setting(
+        0, "adapt only the last N decoder layers (PEFT layers_to_transform); the backward pass then stops at the "
+        "lowest adapted layer, so a step costs less; 0 = every layer", group="LoRA", metavar="N",
+        limits=Range(at_least=0, note=" layers (0 = all)"))
     trim_vocabulary: int = setting(
         0, "pretrained student: keep only the base's N most frequent tokens, every token of the train and val "
         "conversations and the pieces those merge from (the tied LM head shrinks with them: faster on a CPU); the "
@@ -350,6 +354,10 @@ class EvaluationSettings:
         False, "also evaluate rows whose gold AST is invalid", group="inputs")
     constrained: bool = setting(
         True, "schema-constrained decoding: the row's JSON Schema as a grammar (xgrammar)", group="decoding")
+    dynamic_int8: bool = setting(
+        False, "CPU only: decode with every linear layer's weights quantized to int8 (quantize_dynamic); ~2x "
+        "faster for the Gemma student on an AVX2 CPU, but the outputs change, so the scores are the int8 model's",
+        group="decoding")
     teacher_retries: int = setting(
         3, "judge retries per failed teacher call (-1 = forever)", group="judge")
     teacher_retry_wait: float = setting(

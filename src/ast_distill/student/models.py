@@ -113,12 +113,22 @@ def build_scratch_student(cfg: Mapping[str, Any], tokenizer: Any) -> StudentSetu
     return StudentSetup(model, tokenizer, SCRATCH, "")
 
 
-def lora_config(cfg: Mapping[str, Any]) -> Any:
+def adapted_layers(cfg: Mapping[str, Any], num_layers: int) -> list[int] | None:
+    """The decoder layers LoRA adapts: the last `lora_top_layers` of `num_layers` (SFT's setting; DPO has
+    none and adapts all), None = every layer."""
+    top = int(cfg.get("lora_top_layers") or 0)
+    if top <= 0 or top >= num_layers:
+        return None
+    return list(range(num_layers - top, num_layers))
+
+
+def lora_config(cfg: Mapping[str, Any], num_layers: int) -> Any:
     """PEFT's LoraConfig from a settings section's lora_r, lora_alpha, lora_dropout (SFT and DPO alike)."""
     from peft import LoraConfig
 
     return LoraConfig(r=int(cfg["lora_r"]), lora_alpha=int(cfg["lora_alpha"]), lora_dropout=float(cfg["lora_dropout"]),
-                      target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
+                      target_modules=LORA_TARGETS, layers_to_transform=adapted_layers(cfg, num_layers),
+                      bias="none", task_type="CAUSAL_LM")
 
 
 def build_hf_lora_student(cfg: Mapping[str, Any], tokenizer: Any, device: str, bf16: bool) -> StudentSetup:
@@ -135,7 +145,7 @@ def build_hf_lora_student(cfg: Mapping[str, Any], tokenizer: Any, device: str, b
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     except OSError as exc:
         raise UserError(f"could not load base model {base}: {str(exc).strip().splitlines()[0]}") from None
-    model = get_peft_model(model, lora_config(cfg))
+    model = get_peft_model(model, lora_config(cfg, model.config.get_text_config().num_hidden_layers))
     return StudentSetup(model, tokenizer, "lora", base)
 
 
@@ -160,6 +170,7 @@ def build_unsloth_lora_student(cfg: Mapping[str, Any], model_name: str | None = 
         lora_alpha=int(cfg["lora_alpha"]),
         lora_dropout=float(cfg["lora_dropout"]),
         target_modules=LORA_TARGETS,
+        layers_to_transform=adapted_layers(cfg, model.config.get_text_config().num_hidden_layers),
         bias="none",
         use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
         random_state=int(cfg["seed"]),
