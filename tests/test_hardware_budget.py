@@ -140,3 +140,26 @@ def test_batched_conversation_lengths_equal_the_chat_template_token_counts_one_b
                   for c in conversations]
     assert conversation_lengths(tokenizer, conversations) == one_by_one
     assert all(n > 0 for n in follow_up_lengths(tokenizer, rows))
+
+
+def test_the_budget_re_measures_the_step_time_when_the_first_steps_were_slow(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ast_distill import budget
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    callback = budget.make_budget_callback(10.0, tmp_path, eval_every=0, save_every=0, has_eval=False,
+                                           log=lambda *_: None)
+    state = SimpleNamespace(global_step=0, max_steps=100000)
+    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
+    callback.on_train_begin(None, state, control)
+    while not control.should_training_stop:
+        clock.now += 14.0 if state.global_step < 11 else 7.0  # the longest batches come first
+        state.global_step += 1
+        callback.on_step_end(None, state, control)
+    plan = read_json(tmp_path / BUDGET_FILE)
+    # 11 steps of 14 s leave 446 s: ~63 more steps of 7 s. Planning once, at 14 s/step, stopped near step 42.
+    assert 70 <= state.global_step <= 75 and clock.now <= 600.0
+    assert plan["planned_steps"] == state.global_step and plan["step_seconds"] == pytest.approx(7.0)
+    assert [r["why"] for r in plan["replans"]][:2] == ["measured", "re-measured"]

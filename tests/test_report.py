@@ -31,7 +31,8 @@ def run_script(argv: list[str]) -> int:
 def metrics_block(n: int, semantic: float, **extra: float) -> dict[str, Any]:
     block = {"n": n, "parsed_rate": 0.975, "schema_valid_rate": 0.95, "exact_match_rate": semantic - 0.1,
              "semantic_match_rate": semantic, "teacher_accept_rate": semantic + 0.01,
-             "semantic_pass_rate": semantic, "refusal_precision": 0.8, "refusal_recall": 0.667,
+             "semantic_pass_rate": semantic, "query_semantic_match_rate": semantic, "refusal_share": 0.25,
+             "refusal_precision": 0.8, "refusal_recall": 0.667,
              "truncated_rate": 0.025}
     block.update(extra)
     return block
@@ -274,7 +275,12 @@ def test_the_report_puts_base_sft_and_dpo_side_by_side_seen_and_unseen_with_two_
     assert run_script(["--config", str(run_layout["config"]), "--baseline-summary", str(base)]) == 0
 
     report = (run_layout["out"] / "report.md").read_text(encoding="utf-8")
-    assert "| rows | base (no adapter) | SFT | SFT + DPO |" in report
+    assert "| rows | base (no adapter) | SFT | SFT + DPO | always refuse |" in report
     # seen: n=120; 2 * sqrt(0.5 * 0.5 / 120) = 0.091; unseen: n=40, a rate of 0 has no spread
-    assert "| schema seen | 0.100 ± 0.055 (n=120) | 0.500 ± 0.091 (n=120) | 0.600 ± 0.089 (n=120) |" in report
-    assert "| schema unseen | 0.000 ± 0.000 (n=40) | 0.250 ± 0.137 (n=40) | 0.250 ± 0.137 (n=40) |" in report
+    assert ("| schema seen | 0.100 ± 0.055 (n=120) | 0.500 ± 0.091 (n=120) | 0.600 ± 0.089 (n=120) | 0.250 |"
+            in report)
+    assert ("| schema unseen | 0.000 ± 0.000 (n=40) | 0.250 ± 0.137 (n=40) | 0.250 ± 0.137 (n=40) | 0.250 |"
+            in report)
+    # queries only: a quarter of the rows are refusals, so 90 of the 120 seen rows; always refusing scores 0
+    assert ("| schema seen, queries only | 0.100 ± 0.063 (n=90) | 0.500 ± 0.105 (n=90) | 0.600 ± 0.103 (n=90) "
+            "| 0.000 |" in report)

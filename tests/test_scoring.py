@@ -116,6 +116,7 @@ def test_metrics_on_hand_made_records() -> None:
     assert tuple(m) == ("n", *RATE_KEYS)
     assert m == {"n": 5, "parsed_rate": 0.8, "schema_valid_rate": 0.8, "exact_match_rate": 0.4,
                  "semantic_match_rate": 0.4, "teacher_accept_rate": 0.4, "semantic_pass_rate": 0.4,
+                 "query_semantic_match_rate": 0.25, "refusal_share": 0.2,  # 1 of 4 queries right; 1 refusal row
                  "refusal_precision": 0.5, "refusal_recall": 1.0, "truncated_rate": 0.2, "judge_error_rate": 0.2}
     empty = metrics([])
     assert empty["n"] == 0 and all(empty[key] is None for key in RATE_KEYS)

@@ -10,8 +10,10 @@ too short on one or hours long on the other. With a budget, ``max_steps`` become
    the number of steps that fit in what is left, after the evals and checkpoints those steps will need;
 3. the learning-rate schedule is re-fitted to end at that step (the cosine reaches its floor when training
    stops, instead of being cut off mid-way), and the trainer stops there, with a last eval;
-4. each eval re-plans with the eval and checkpoint times measured so far; and whatever the plan, no step starts
-   when the budget is spent.
+4. each eval, and each further 10% of the budget, re-plans with the step time of the steps since the last plan
+   (the first steps can mislead: the length-grouped sampler serves the longest batch first, and at batch 1 of
+   chained conversations the Gemma student's first 10 steps took 13.9 s each where later ones took ~7 s) and the
+   eval and checkpoint times measured so far; whatever the plan, no step starts when the budget is spent.
 
 The plan is written to ``time_budget.json`` in the run dir, so a resumed run keeps the schedule it started with.
 """
@@ -102,6 +104,7 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
             self.started = self.mark = 0.0
             self.side_s = 0.0  # seconds spent in evals and checkpoints, left out of step times
             self.first_done: tuple[float, float, int] | None = None  # (time, side seconds, step) after step 1
+            self.window: tuple[float, float, int] | None = None  # the same at the last plan: the next step time
             self.eval_times: list[float] = []
             self.save_times: list[float] = []
 
@@ -122,10 +125,15 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
             elif self.plan.decided_at_step is None:
                 timed = state.global_step - self.first_done[2]
                 if timed >= CALIBRATION_STEPS or (timed >= 2 and elapsed >= CALIBRATION_SHARE * budget_s):
-                    t0, side0, step0 = self.first_done
-                    self.plan.step_seconds = max((now - t0 - (self.side_s - side0)) / timed, 1e-6)
+                    self.plan.step_seconds = self._step_seconds(now, state.global_step, self.first_done)
                     self.plan.decided_at_step = state.global_step
                     self._replan(state, lr_scheduler, elapsed, "measured")
+            elif self.window is None:  # a resumed run: its plan was read back; time the steps from here
+                self.window = (now, self.side_s, state.global_step)
+            elif (state.global_step - self.window[2] >= 2
+                  and now - self.window[0] >= CALIBRATION_SHARE * budget_s and not control.should_training_stop):
+                self.plan.step_seconds = self._step_seconds(now, state.global_step, self.window)
+                self._replan(state, lr_scheduler, elapsed, "re-measured")
             last_step = self.plan.step_seconds or (elapsed / max(state.global_step, 1))
             if self.plan.planned_steps is not None and state.global_step >= self.plan.planned_steps:
                 self._stop(control, "plan")
@@ -139,6 +147,8 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
             self.side_s += now - self.mark
             self.mark = now
             if self.plan.decided_at_step is not None and not control.should_training_stop:
+                if self.window is not None and state.global_step - self.window[2] >= 2:
+                    self.plan.step_seconds = self._step_seconds(now, state.global_step, self.window)
                 self._replan(state, lr_scheduler, now - self.started, "after eval")
 
         def on_save(self, args, state, control, **kwargs):
@@ -147,7 +157,13 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
             self.side_s += now - self.mark
             self.mark = now
 
+        def _step_seconds(self, now: float, step: int, since: tuple[float, float, int]) -> float:
+            """Mean seconds per optimizer step since `since`, evals and checkpoints left out."""
+            t0, side0, step0 = since
+            return max((now - t0 - (self.side_s - side0)) / max(step - step0, 1), 1e-6)
+
         def _replan(self, state: Any, scheduler: Any, elapsed: float, why: str) -> None:
+            self.window = (time.perf_counter(), self.side_s, state.global_step)
             step_s = float(self.plan.step_seconds)
             # until an eval is measured, guess: the val rows' forward passes, about 4 steps' worth at a third each
             eval_s = max(self.eval_times) if self.eval_times else step_s * FORWARD_SHARE * 4

@@ -171,7 +171,8 @@ def speed(records: Sequence[Mapping[str, Any]], *, wall_s: float, batch_size: in
 def format_table(summary: Mapping[str, Any]) -> str:
     """A short fixed-width table of the main rates per group."""
     columns = [("n", "n"), ("parsed", "parsed_rate"), ("valid", "schema_valid_rate"), ("exact", "exact_match_rate"),
-               ("semantic", "semantic_match_rate"), ("teacher", "teacher_accept_rate"),
+               ("semantic", "semantic_match_rate"), ("sem/query", "query_semantic_match_rate"),
+               ("refusals", "refusal_share"), ("teacher", "teacher_accept_rate"),
                ("pass", "semantic_pass_rate"), ("trunc", "truncated_rate")]
     groups = [("overall", summary["overall"])]
     groups += [(f"schema {k}", v) for k, v in summary["by_schema"].items()]

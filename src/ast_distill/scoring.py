@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 CORRECTNESS_RATES: tuple[str, ...] = ("parsed_rate", "schema_valid_rate", "exact_match_rate", "semantic_match_rate",
                                       "teacher_accept_rate", "semantic_pass_rate")
 # Every rate metrics() computes, in its order (after "n").
-RATE_KEYS: tuple[str, ...] = CORRECTNESS_RATES + ("refusal_precision", "refusal_recall", "truncated_rate",
-                                                  "judge_error_rate")
+# query_semantic_match_rate and refusal_share keep the headline honest: every refusal means the same as every
+# other, so a student that always refuses scores refusal_share in semantic match while knowing nothing.
+RATE_KEYS: tuple[str, ...] = CORRECTNESS_RATES + ("query_semantic_match_rate", "refusal_share", "refusal_precision",
+                                                  "refusal_recall", "truncated_rate", "judge_error_rate")
 # teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
 JUDGE_ERROR = "error"
 # Why a row failed, one cause per row (classify_failure checks them in its own order).
@@ -140,6 +142,7 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     gold_refusals = count(lambda r: r.get("kind") == REFUSAL)
     said_refusal = count(lambda r: is_refusal(r.get("student_ast")))
     both = count(lambda r: r.get("kind") == REFUSAL and is_refusal(r.get("student_ast")))
+    queries_right = count(lambda r: r.get("kind") != REFUSAL and r["semantic_match"])
     return {
         "n": n,
         "parsed_rate": rate(count(lambda r: r["parsed"]), n),
@@ -148,6 +151,8 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "semantic_match_rate": rate(count(lambda r: r["semantic_match"]), n),
         "teacher_accept_rate": rate(count(lambda r: r.get("teacher_verdict") is True), n),
         "semantic_pass_rate": rate(count(lambda r: r["schema_valid"] and r.get("teacher_verdict") is True), n),
+        "query_semantic_match_rate": rate(queries_right, n - gold_refusals),
+        "refusal_share": rate(gold_refusals, n),
         "refusal_precision": rate(both, said_refusal),
         "refusal_recall": rate(both, gold_refusals),
         "truncated_rate": rate(count(lambda r: r.get("truncated")), n),

@@ -12,7 +12,8 @@ from typing import Any
 METRIC_LABELS: dict[str, str] = {
     "parsed_rate": "parsed", "schema_valid_rate": "schema-valid", "exact_match_rate": "exact match",
     "semantic_match_rate": "semantic match", "teacher_accept_rate": "teacher accept",
-    "semantic_pass_rate": "semantic pass", "refusal_precision": "refusal precision",
+    "semantic_pass_rate": "semantic pass", "query_semantic_match_rate": "semantic match, queries only",
+    "refusal_share": "refusal share (always refusing scores this)", "refusal_precision": "refusal precision",
     "refusal_recall": "refusal recall", "truncated_rate": "truncated", "judge_error_rate": "judge errors",
 }
 # Where each slice of rows lives in evaluation_summary.json.

@@ -126,9 +126,14 @@ VERSION_SCOPES = (("all rows", ("overall",)), ("schema seen", ("by_schema", "see
                   ("schema unseen", ("by_schema", "unseen")))
 
 
-def semantic_with_noise(block: Metrics | None) -> str:
-    """Semantic match as "rate ± two binomial standard errors (n)", or "n/a"."""
-    rate, n = as_number((block or {}).get("semantic_match_rate")), as_number((block or {}).get("n"))
+def semantic_with_noise(block: Metrics | None, *, queries_only: bool = False) -> str:
+    """Semantic match (of all rows, or of the rows whose gold is a query) as "rate ± two binomial standard
+    errors (n)", or "n/a"."""
+    key = "query_semantic_match_rate" if queries_only else "semantic_match_rate"
+    rate, n = as_number((block or {}).get(key)), as_number((block or {}).get("n"))
+    if queries_only and n:
+        share = as_number((block or {}).get("refusal_share"))
+        n = None if share is None else round(n * (1 - share))
     if rate is None or not n:
         return "n/a"
     return f"{rate:.3f} ± {2 * math.sqrt(max(rate * (1 - rate), 0.0) / n):.3f} (n={int(n)})"
@@ -141,10 +146,18 @@ def _versions_section(lines: list[str], versions: Mapping[str, Summary | None]) 
         return
     lines += ["## Base vs SFT vs SFT + DPO: semantic match", "",
               "Each cell is the semantic match rate ± two binomial standard errors (rows). Compare versions only "
-              "when they were evaluated on the same rows (the same dataset, max_samples and sample_seed).", ""]
-    lines += table(["rows", *present],
-                   [[scope, *(semantic_with_noise(scope_metrics(summary, path)) for summary in present.values())]
-                    for scope, path in VERSION_SCOPES])
+              "when they were evaluated on the same rows (the same dataset, max_samples and sample_seed). Every "
+              "refusal means the same as every other, so the *queries only* rows leave the refusal rows out, and "
+              "the *always refuse* column is what a student that refuses everything would score.", ""]
+    first = next(iter(present.values()))
+    rows = []
+    for scope, path in VERSION_SCOPES:
+        rows.append([scope, *(semantic_with_noise(scope_metrics(summary, path)) for summary in present.values()),
+                     fmt_rate((scope_metrics(first, path) or {}).get("refusal_share"))])
+        rows.append([f"{scope}, queries only",
+                     *(semantic_with_noise(scope_metrics(summary, path), queries_only=True)
+                       for summary in present.values()), fmt_rate(0.0)])
+    lines += table(["rows", *present, "always refuse"], rows)
 
 
 def _failures_section(lines: list[str], results: list[dict[str, Any]] | None, per_cause: int) -> None:
