@@ -110,5 +110,8 @@ REPORT=(--dpo-eval-summary "$DPO_EVAL_DIR/evaluation_summary.json"
         --eval-summary "$SFT_EVAL_DIR/evaluation_summary.json")
 SFT_METRICS="$(dirname "$ADAPTER")/training_metrics.jsonl"
 if [ -f "$SFT_METRICS" ]; then REPORT+=(--training-metrics "$SFT_METRICS"); fi
+# the untuned base's evaluation, when runEvals.sh made one, keeps its column in report.md's versions table
+BASE_SUMMARY="$(baseline_eval_dir "$SFT_EVAL_DIR")/evaluation_summary.json"
+if [ -f "$BASE_SUMMARY" ]; then REPORT+=(--baseline-summary "$BASE_SUMMARY"); fi
 "${PY[@]}" scripts/report_training.py --config "$CONFIG" "${REPORT[@]}"
 echo "=== alignment done: DPO checkpoint $FINAL, evaluation $DPO_EVAL_DIR"

@@ -77,8 +77,8 @@ fi
 # The base model the adapter was trained from, on the same rows: what fine-tuning added (a model trained in
 # full, the scratch student, has no base to compare with).
 if [ "$BASELINE" = 1 ] && [ -f "$ADAPTER/adapter_config.json" ]; then
-  evaluate "$ADAPTER" "$OUT_DIR-base" --baseline --constrained
-  REPORT+=(--baseline-summary "$OUT_DIR-base/evaluation_summary.json")
+  evaluate "$ADAPTER" "$(baseline_eval_dir "$OUT_DIR")" --baseline --constrained
+  REPORT+=(--baseline-summary "$(baseline_eval_dir "$OUT_DIR")/evaluation_summary.json")
 fi
 if [ -d "$DPO_FINAL" ]; then
   evaluate "$DPO_FINAL" "$OUT_DIR-dpo" --constrained

@@ -76,3 +76,8 @@ latest_checkpoint() {
 final_complete() {
   uv run --frozen python -m ast_distill.runs complete "$1"
 }
+
+# Where runEvals.sh writes the untuned base's evaluation for an evaluation folder (runAlignment.sh reads it).
+baseline_eval_dir() {
+  echo "$1-base"
+}

@@ -163,3 +163,30 @@ def test_the_budget_re_measures_the_step_time_when_the_first_steps_were_slow(tmp
     assert 70 <= state.global_step <= 75 and clock.now <= 600.0
     assert plan["planned_steps"] == state.global_step and plan["step_seconds"] == pytest.approx(7.0)
     assert [r["why"] for r in plan["replans"]][:2] == ["measured", "re-measured"]
+
+
+def test_an_eval_right_after_a_plan_keeps_the_step_time_instead_of_timing_two_short_steps(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ast_distill import budget
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    callback = budget.make_budget_callback(10.0, tmp_path, eval_every=100, save_every=0, has_eval=True,
+                                           log=lambda *_: None)
+    state = SimpleNamespace(global_step=0, max_steps=100000)
+    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
+    callback.on_train_begin(None, state, control)
+    for _ in range(11):  # the first plan: 7 s/step
+        clock.now += 7.0
+        state.global_step += 1
+        callback.on_step_end(None, state, control)
+    for _ in range(2):  # two short steps, then an eval of 20 s
+        clock.now += 1.0
+        state.global_step += 1
+        callback.on_step_end(None, state, control)
+    clock.now += 20.0
+    callback.on_evaluate(None, state, control)
+    plan = read_json(tmp_path / BUDGET_FILE)
+    assert [r["why"] for r in plan["replans"]] == ["measured", "after eval"]
+    assert plan["step_seconds"] == pytest.approx(7.0) and plan["eval_seconds"] == pytest.approx(20.0)

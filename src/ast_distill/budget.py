@@ -10,10 +10,12 @@ too short on one or hours long on the other. With a budget, ``max_steps`` become
    the number of steps that fit in what is left, after the evals and checkpoints those steps will need;
 3. the learning-rate schedule is re-fitted to end at that step (the cosine reaches its floor when training
    stops, instead of being cut off mid-way), and the trainer stops there, with a last eval;
-4. each eval, and each further 10% of the budget, re-plans with the step time of the steps since the last plan
-   (the first steps can mislead: the length-grouped sampler serves the longest batch first, and at batch 1 of
-   chained conversations the Gemma student's first 10 steps took 13.9 s each where later ones took ~7 s) and the
-   eval and checkpoint times measured so far; whatever the plan, no step starts when the budget is spent.
+4. each eval, and each further 10% of the budget, re-plans with the eval and checkpoint times measured so far
+   and the step time of the steps since the last plan, when there are at least CALIBRATION_STEPS of them (fewer
+   are noise: at batch 1, two short steps once read 3.2 s/step where ~7 was right). The first steps can mislead:
+   the length-grouped sampler serves the longest batch first, and other load on the machine then counts; in one
+   Gemma run at batch 1 the first 10 steps averaged 13.9 s where later ones took ~7 s, and planning only once
+   stopped it after 12.7 of its 24 minutes. Whatever the plan, no step starts when the budget is spent.
 
 The plan is written to ``time_budget.json`` in the run dir, so a resumed run keeps the schedule it started with.
 """
@@ -130,7 +132,7 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
                     self._replan(state, lr_scheduler, elapsed, "measured")
             elif self.window is None:  # a resumed run: its plan was read back; time the steps from here
                 self.window = (now, self.side_s, state.global_step)
-            elif (state.global_step - self.window[2] >= 2
+            elif (state.global_step - self.window[2] >= CALIBRATION_STEPS
                   and now - self.window[0] >= CALIBRATION_SHARE * budget_s and not control.should_training_stop):
                 self.plan.step_seconds = self._step_seconds(now, state.global_step, self.window)
                 self._replan(state, lr_scheduler, elapsed, "re-measured")
@@ -147,7 +149,7 @@ def make_budget_callback(max_minutes: float, output_dir: str | Path, *, eval_eve
             self.side_s += now - self.mark
             self.mark = now
             if self.plan.decided_at_step is not None and not control.should_training_stop:
-                if self.window is not None and state.global_step - self.window[2] >= 2:
+                if self.window is not None and state.global_step - self.window[2] >= CALIBRATION_STEPS:
                     self.plan.step_seconds = self._step_seconds(now, state.global_step, self.window)
                 self._replan(state, lr_scheduler, now - self.started, "after eval")
 
