@@ -143,17 +143,7 @@ def test_batched_conversation_lengths_equal_the_chat_template_token_counts_one_b
 
 
 def test_the_budget_re_measures_the_step_time_when_the_first_steps_were_slow(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from ast_distill import budget
-
-    clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
-    callback = budget.make_budget_callback(10.0, tmp_path, eval_every=0, save_every=0, has_eval=False,
-                                           log=lambda *_: None)
-    state = SimpleNamespace(global_step=0, max_steps=100000)
-    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
-    callback.on_train_begin(None, state, control)
+    clock, callback, state, control = budget_on_a_fake_clock(tmp_path, monkeypatch, eval_every=0)
     while not control.should_training_stop:
         clock.now += 14.0 if state.global_step < 11 else 7.0  # the longest batches come first
         state.global_step += 1
@@ -166,17 +156,7 @@ def test_the_budget_re_measures_the_step_time_when_the_first_steps_were_slow(tmp
 
 
 def test_an_eval_right_after_a_plan_keeps_the_step_time_instead_of_timing_two_short_steps(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from ast_distill import budget
-
-    clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
-    callback = budget.make_budget_callback(10.0, tmp_path, eval_every=100, save_every=0, has_eval=True,
-                                           log=lambda *_: None)
-    state = SimpleNamespace(global_step=0, max_steps=100000)
-    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
-    callback.on_train_begin(None, state, control)
+    clock, callback, state, control = budget_on_a_fake_clock(tmp_path, monkeypatch, eval_every=100)
     for _ in range(11):  # the first plan: 7 s/step
         clock.now += 7.0
         state.global_step += 1
@@ -190,3 +170,19 @@ def test_an_eval_right_after_a_plan_keeps_the_step_time_instead_of_timing_two_sh
     plan = read_json(tmp_path / BUDGET_FILE)
     assert [r["why"] for r in plan["replans"]] == ["measured", "after eval"]
     assert plan["step_seconds"] == pytest.approx(7.0) and plan["eval_seconds"] == pytest.approx(20.0)
+
+
+def budget_on_a_fake_clock(tmp_path, monkeypatch, *, eval_every: int):
+    """A 10-minute budget callback whose clock the test moves: (clock, callback, state, control), begun."""
+    from types import SimpleNamespace
+
+    from ast_distill import budget
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    callback = budget.make_budget_callback(10.0, tmp_path, eval_every=eval_every, save_every=0,
+                                           has_eval=eval_every > 0, log=lambda *_: None)
+    state = SimpleNamespace(global_step=0, max_steps=100000)
+    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
+    callback.on_train_begin(None, state, control)
+    return clock, callback, state, control

@@ -114,18 +114,7 @@ def test_load_student_rejects_a_dir_with_neither_model_nor_adapter(tmp_path):
 
 
 def test_merge_for_training_merges_a_lora_adapter_into_a_plain_model(tmp_path):
-    from peft import LoraConfig, get_peft_model
-
-    base_dir = make_tiny_lora_base(tmp_path)
-    base, tok = load_student(base_dir, for_training=True)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))  # non-zero B: the adapter matters
-    adapter_dir = tmp_path / "adapter"
-    peft_model.save_pretrained(adapter_dir)
-    tok.save_pretrained(adapter_dir)
-    ids = torch.tensor([tok("products above 12")["input_ids"]])
-    with torch.no_grad():
-        expected = peft_model.eval()(ids).logits
+    base_dir, _, adapter_dir, ids, expected = saved_lora_adapter(tmp_path)
 
     loaded, _ = load_student(str(adapter_dir), device="cpu")
     assert type(loaded).__name__ == "PeftModel"
@@ -139,21 +128,10 @@ def test_merge_for_training_merges_a_lora_adapter_into_a_plain_model(tmp_path):
 
 
 def test_load_for_inference_merges_the_adapter_into_the_same_function_and_int8_still_generates(tmp_path):
-    from peft import LoraConfig, get_peft_model
-
     from ast_distill.generation import StudentGenerator
     from ast_distill.student import load_for_inference, stop_token_ids
 
-    base_dir = make_tiny_lora_base(tmp_path)
-    base, tok = load_student(base_dir, for_training=True)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
-    adapter_dir = tmp_path / "adapter"
-    peft_model.save_pretrained(adapter_dir)
-    tok.save_pretrained(adapter_dir)
-    ids = torch.tensor([tok("products above 12")["input_ids"]])
-    with torch.no_grad():
-        expected = peft_model.eval()(ids).logits
+    _, tok, adapter_dir, ids, expected = saved_lora_adapter(tmp_path)
 
     merged, _ = load_for_inference(str(adapter_dir), device="cpu")
     assert type(merged).__name__ == "Gemma3ForCausalLM" and not merged.training
@@ -171,3 +149,21 @@ def test_load_for_inference_merges_the_adapter_into_the_same_function_and_int8_s
         approx = quantized(ids).logits
     assert not torch.equal(approx, expected)  # the weights really are int8 now
     assert torch.nn.functional.cosine_similarity(approx.flatten(), expected.flatten(), dim=0) > 0.99
+
+
+def saved_lora_adapter(tmp_path):
+    """A LoRA adapter with non-zero B (so it matters) saved on the tiny base: (base dir, tokenizer, adapter dir,
+    input ids, the adapter model's logits for them)."""
+    from peft import LoraConfig, get_peft_model
+
+    base_dir = make_tiny_lora_base(tmp_path)
+    base, tok = load_student(base_dir, for_training=True)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 init_lora_weights=False))
+    adapter_dir = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    tok.save_pretrained(adapter_dir)
+    ids = torch.tensor([tok("products above 12")["input_ids"]])
+    with torch.no_grad():
+        expected = peft_model.eval()(ids).logits
+    return base_dir, tok, str(adapter_dir), ids, expected

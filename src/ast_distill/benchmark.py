@@ -147,12 +147,13 @@ def inference_variants(adapter: str, rows: list[dict[str, Any]], schemas: dict[s
         return evaluation.measure_throughput(generator, rows, schemas, batch_size, True, max_new_tokens)
 
     out: dict[str, Any] = {}
+    model, tokenizer = student.load_student(adapter)  # loaded once; merged, then quantized as a copy
     if student.student_kind(adapter) == "adapter":
-        out["lora_unmerged"] = measure(*student.load_student(adapter))
-    model, tokenizer = student.load_for_inference(adapter)
+        out["lora_unmerged"] = measure(model, tokenizer)
+    model = student.for_inference(model)
     out["merged"] = measure(model, tokenizer)
     if model.device.type == "cpu":
-        out["merged_dynamic_int8"] = measure(*student.load_for_inference(adapter, dynamic_int8=True))
+        out["merged_dynamic_int8"] = measure(student.for_inference(model, dynamic_int8=True), tokenizer)
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["adapter_base", "from_pretrained", "inference_dtype", "load_for_inference", "load_student", "load_tokenizer", "merge_for_training",
+__all__ = ["adapter_base", "for_inference", "from_pretrained", "inference_dtype", "load_for_inference", "load_student", "load_tokenizer", "merge_for_training",
            "pick_device", "prompt_text", "recorded_schema_format", "stop_token_ids", "student_kind"]
 
 

@@ -127,15 +127,20 @@ def load_student(path: str, *, device: str | None = None,
 
 def load_for_inference(path: str, *, device: str | None = None,
                        dynamic_int8: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) ready to decode: load_student, with a LoRA adapter merged into its base weights.
+    """(model, tokenizer) ready to decode: load_student, then for_inference."""
+    model, tokenizer = load_student(path, device=device)
+    return for_inference(model, dynamic_int8=dynamic_int8), tokenizer
+
+
+def for_inference(model: PreTrainedModel, *, dynamic_int8: bool = False) -> PreTrainedModel:
+    """A loaded student made ready to decode: a LoRA adapter merged into its base weights, optionally int8.
 
     Merging gives the same function (W + BA folded into W) without the adapter's extra matmuls in every
     linear layer: on the AVX2 CPU, batch-8 constrained decoding of the Gemma student went 0.26 -> 0.31 rows/s.
     dynamic_int8 (CPU only) then quantizes every linear layer's weights to int8 for the matmuls
-    (torch.ao.quantization.quantize_dynamic): 0.66 rows/s there, but the outputs change (on 16 rows one more was
-    truncated), so it is an opt-in speed/quality trade, never the default.
+    (torch.ao.quantization.quantize_dynamic, which returns a copy): 0.66 rows/s there, but the outputs change
+    (on 16 rows one more was truncated), so it is an opt-in speed/quality trade, never the default.
     """
-    model, tokenizer = load_student(path, device=device)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     if dynamic_int8:
@@ -143,7 +148,7 @@ def load_for_inference(path: str, *, device: str | None = None,
             raise UserError(f"dynamic int8 runs on the CPU only, and this student is on {model.device.type}: "
                             "leave --dynamic-int8 off there")
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return model.eval(), tokenizer
+    return model.eval()
 
 
 def merge_for_training(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
