@@ -10,12 +10,13 @@
 #   --with-training     run SFT training after the dataset
 #   --with-evals        evaluate the student on d_05 and write the report
 #   --with-alignment    evaluate on the pref rows, build DPO pairs, train DPO, evaluate it, alignment report
+#   --with-export       export the student (merged, GGUF F16/Q8_0/Q4_K_M, Modelfiles) and check each GGUF
 # Every stage resumes what an interrupted run left. One log per stage under outputs/logs/.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
-CONFIG="config/defaults.json"; TEACHER=(); WITH_TRAINING=0; WITH_EVALS=0; WITH_ALIGNMENT=0
+CONFIG="config/defaults.json"; TEACHER=(); WITH_TRAINING=0; WITH_EVALS=0; WITH_ALIGNMENT=0; WITH_EXPORT=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
@@ -23,12 +24,14 @@ while [ $# -gt 0 ]; do
     --with-training) WITH_TRAINING=1; shift ;;
     --with-evals) WITH_EVALS=1; shift ;;
     --with-alignment) WITH_ALIGNMENT=1; shift ;;
+    --with-export) WITH_EXPORT=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: runAll.sh: unknown flag '$1' (see ./runAll.sh --help)" >&2; exit 2 ;;
   esac
 done
 [ -f "$CONFIG" ] || { echo "error: runAll.sh: config file '$CONFIG' does not exist" >&2; exit 2; }
 
+if [ "$WITH_EXPORT" = 1 ]; then export AST_DISTILL_EXTRAS=export; fi  # one sync for every stage
 ensure_env
 LOG_DIR="${RUNALL_LOG_DIR:-outputs/logs}"; mkdir -p "$LOG_DIR"  # RUNALL_LOG_DIR: tests keep logs out of outputs/
 START=$(date +%s)
@@ -52,4 +55,5 @@ run_stage dataset ./runDatasetGeneration.sh --config "$CONFIG" "${TEACHER[@]}"
 if [ "$WITH_TRAINING" = 1 ]; then run_stage training ./runTraining.sh --config "$CONFIG"; fi
 if [ "$WITH_EVALS" = 1 ]; then run_stage evaluation ./runEvals.sh --config "$CONFIG" "${TEACHER[@]}"; fi
 if [ "$WITH_ALIGNMENT" = 1 ]; then run_stage alignment ./runAlignment.sh --config "$CONFIG" "${TEACHER[@]}"; fi
+if [ "$WITH_EXPORT" = 1 ]; then run_stage export ./runExport.sh --config "$CONFIG"; fi
 echo "=== runAll.sh finished in $(( $(date +%s) - START )) s; reports under $(config_value "$CONFIG" reporting out_dir)"

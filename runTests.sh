@@ -4,7 +4,7 @@
 #   ./runTests.sh -m "not slow"       the fast tests only (a few minutes on 2 cores)
 #   ./runTests.sh tests/test_dsl.py   any pytest arguments
 source "$(dirname "$0")/scripts/runner_common.sh"
-ensure_env
+AST_DISTILL_EXTRAS=export ensure_env  # the export tests load GGUFs with llama.cpp
 export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}"  # tests are CPU-only and hermetic
 if [ $# -eq 0 ]; then
   set -- -m "slow or not slow"

@@ -6,6 +6,8 @@ Needs the offline pipeline's outputs (dataset and a trained student):
 Run as:
     uv run scripts/benchmark.py --config config/offline.json
     uv run scripts/benchmark.py --config config/offline.json --quick      # smaller samples, a few minutes
+    uv run scripts/benchmark.py --config config/offline-gemma.json \
+        --gguf outputs/student_runs/gemma-dpo/export/student-q4_k_m.gguf   # + the llama.cpp backend
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     # --- inputs ---
     parser.add_argument("--config", default="config/offline.json", help="config file naming the pipeline's outputs")
     cli.add_settings_flags(parser, EvaluationSettings, ("adapter",))  # the student to time evaluation with
+    parser.add_argument("--gguf", help="also time this GGUF of the student's export folder with llama.cpp (batch 1, "
+                                       "free and constrained, first-token latency) on the same rows")
     # --- size ---
     parser.add_argument("--quick", action="store_true", help="fewer requests, rows and steps (a smoke run)")
     # --- outputs ---
@@ -39,10 +43,13 @@ def main(args: argparse.Namespace) -> int:
     if not adapter or not Path(adapter).is_dir():
         raise UserError(f"no trained student at {adapter!r}: run ./runAll.sh --config config/offline.json "
                         f"--with-training first, or pass --adapter")
-    cli.print_settings("benchmark", {"config": args.config, "adapter": adapter, "quick": args.quick,
-                                     "out": args.out})
-    results = benchmark.run_all(config, adapter=adapter, quick=args.quick)
-    results["provenance"] = provenance({"config": args.config, "adapter": adapter, "quick": args.quick})
+    if args.gguf and not Path(args.gguf).is_file():
+        raise UserError(f"--gguf {args.gguf} is not a file; pass a GGUF written by scripts/export_student.py")
+    cli.print_settings("benchmark", {"config": args.config, "adapter": adapter, "gguf": args.gguf,
+                                     "quick": args.quick, "out": args.out})
+    results = benchmark.run_all(config, adapter=adapter, quick=args.quick, gguf=args.gguf)
+    results["provenance"] = provenance({"config": args.config, "adapter": adapter, "gguf": args.gguf,
+                                        "quick": args.quick})
     write_json_atomic(Path(args.out), results)
     print(benchmark.table(results))
     cli.print_outputs("benchmark", {"figures": args.out})

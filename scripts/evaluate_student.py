@@ -10,6 +10,8 @@ Run as:
       --teacher-model gpt-oss:120b
   uv run scripts/evaluate_student.py --config config/offline.json --no-constrained \
       --out-dir outputs/student_runs/scratch-eval/unconstrained
+  uv run scripts/evaluate_student.py --config config/offline-gemma.json \
+      --gguf outputs/student_runs/gemma-dpo/export/student-q4_k_m.gguf --out-dir outputs/student_runs/gguf-eval
   uv run scripts/evaluate_student.py --dataset outputs/d_04_training_corpus.jsonl --split pref \
       --eval-results outputs/student_runs/alignment/pref_eval/evaluation_results.jsonl
 """
@@ -37,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-path", help="progress JSON of a long run (default: next to the results, "
                                                   "<results>.checkpoint.json)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--gguf", help="decode this GGUF of an export folder (scripts/export_student.py) with "
+                                       "llama.cpp and its JSON-Schema grammar, one row at a time, instead of the "
+                                       "checkpoint with transformers + xgrammar; --adapter still names the student")
     cli.add_settings_flags(parser, EvaluationSettings,  # every key of the evaluation section
                            notes={"out_dir": "when --eval-results is given and this is not, its folder"})
     return parser
@@ -45,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace, config: dict) -> EvalSettings:
     values = flag_settings(args, config, "evaluation")
     del values["out_dir"], values["teacher_model"]  # resolved below
+    if args.gguf:
+        if args.baseline:
+            raise UserError("--gguf and --baseline exclude each other: a GGUF is the exported student, not its base")
+        values["adapter"] = values["adapter"] or args.gguf  # the summary names what was evaluated
     if not values["adapter"]:
         raise UserError("no checkpoint to evaluate: pass --adapter DIR or set evaluation.adapter in the config")
     if values["max_samples"] is not None and values["max_samples"] < 0:
@@ -61,7 +70,8 @@ def settings_from(args: argparse.Namespace, config: dict) -> EvalSettings:
     # One rule with teachers.check, which tests this same model before a run (None: the built-in teacher).
     teacher_model = judge_teacher_model(args.teacher_model, config)
     return EvalSettings(**values, out_dir=out_dir, eval_results=eval_results, checkpoint_path=checkpoint,
-                        split=args.split, baseline=args.baseline, teacher_model=teacher_model, device=args.device)
+                        split=args.split, baseline=args.baseline, teacher_model=teacher_model, device=args.device,
+                        gguf=args.gguf)
 
 
 def main(args: argparse.Namespace) -> int:

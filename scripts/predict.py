@@ -9,6 +9,8 @@ Run as:
       --schema my_schema.json --query "products under 20 euros"
   uv run scripts/predict.py --adapter outputs/student_runs/gemma3-270m/checkpoint-final \
       --schema my_schema.json --input queries.jsonl --no-constrained
+  uv run scripts/predict.py --backend llamacpp --gguf outputs/student_runs/gemma/export/student-q4_k_m.gguf \
+      --schema my_schema.json --query "products under 20 euros"
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import sys
 from ast_distill import cli, dsl
 from ast_distill.errors import UserError
 from ast_distill.jsonl import dumps, read_json, read_jsonl
-from ast_distill.predict import predict
+from ast_distill.predict import BACKENDS, predict
 from ast_distill.prompting import SCHEMA_FORMATS
 
 
@@ -26,8 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # Student and schema
-    parser.add_argument("--adapter", required=True,
-                        help="checkpoint dir: a LoRA adapter or a full (scratch) model, e.g. <run>/checkpoint-final")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--adapter",
+                       help="checkpoint dir: a LoRA adapter or a full (scratch) model, e.g. <run>/checkpoint-final")
+    model.add_argument("--gguf", help="a GGUF file of an export folder (scripts/export_student.py); needs "
+                                      "--backend llamacpp")
+    parser.add_argument("--backend", choices=BACKENDS, default="transformers",
+                        help="transformers + xgrammar (a checkpoint, batched) or llamacpp (a GGUF, llama.cpp's "
+                             "JSON-Schema grammar, one request at a time) (default: transformers)")
     parser.add_argument("--schema", required=True, help="JSON file with the DSL's JSON Schema (or a d_02 record)")
     parser.add_argument("--schema-format", choices=SCHEMA_FORMATS,
                         help="how the prompt renders the schema (default: the one the checkpoint's training corpus "
@@ -65,9 +73,11 @@ def main(args: argparse.Namespace) -> int:
             queries.append(record["query"])
     if not queries:
         raise UserError("no requests: pass --query TEXT or an --input file with at least one line")
-    results = predict(args.adapter, schema, queries, constrained=args.constrained,
+    if (args.backend == "llamacpp") != bool(args.gguf):
+        raise UserError("--backend llamacpp decodes a --gguf file, and a --gguf file needs --backend llamacpp")
+    results = predict(args.gguf or args.adapter, schema, queries, constrained=args.constrained,
                       max_new_tokens=args.max_new_tokens, schema_format=args.schema_format, device=args.device,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, backend=args.backend)
     for result in results:
         if not result["parsed"]:
             why = "truncated at --max-new-tokens" if result["truncated"] else "not a JSON object"

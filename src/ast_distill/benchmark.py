@@ -14,6 +14,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import dsl, evaluation, hardware, predict, prompting, student, training
@@ -228,7 +229,23 @@ def load_pipeline_outputs(config: Config) -> tuple[list[dict[str, Any]], dict[st
             read_jsonl(gen["test_set_out"]))
 
 
-def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
+def llamacpp_throughput(gguf: str, rows: list[dict[str, Any]], schemas: dict[str, dict[str, Any]], *,
+                        max_new_tokens: int) -> dict[str, Any]:
+    """A GGUF decoded by llama.cpp (batch 1, the batch its Python API decodes) on the same rows as the
+    transformers student: free and constrained, and the median milliseconds to the first new token."""
+    gen = predict.load_gguf_generator(gguf)
+    out: dict[str, Any] = {"gguf": gguf}
+    for constrained in (False, True):
+        key = f"batch1_{'constrained' if constrained else 'unconstrained'}"
+        out[key] = evaluation.measure_throughput(gen, rows, schemas, 1, constrained, max_new_tokens)
+    firsts = [gen.generate_one(gen.encode(student.prompt_text(gen.tokenizer, row["prompt"])),
+                               schemas[row["schema_id"]], max_new_tokens=max_new_tokens)[1] or 0.0 for row in rows]
+    out["first_token_ms_median"] = round(statistics.median(firsts) * 1000.0, 1)
+    return out
+
+
+def run_all(config: Config, *, adapter: str, quick: bool, gguf: str | None = None,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
     schema_rows, specs, schemas, corpus, test_rows = load_pipeline_outputs(config)
     rng = random.Random(0)
     results: dict[str, Any] = {"machine": hardware.decide_precision(
@@ -257,6 +274,10 @@ def run_all(config: Config, *, adapter: str, quick: bool, log: Callable[[str], N
     results["inference"] = inference_variants(adapter, eval_rows[:8 if quick else 32], schemas,
                                               batch_size=int(config["evaluation"]["batch_size"]),
                                               max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
+    if gguf:
+        log("llama.cpp backend: the exported GGUF on the same rows ...")
+        results["llamacpp"] = llamacpp_throughput(gguf, eval_rows, schemas,
+                                                  max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
     log("grammar cost: compile per schema, mask per token ...")
     results["grammar"] = grammar_cost(generator, eval_rows, schemas, schema_count=3 if quick else 6,
                                       steps_per_schema=16 if quick else 32)
@@ -292,6 +313,12 @@ def table(results: dict[str, Any]) -> str:
     rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
     rows += [(f"eval samples/s, constrained batch {v['batch_size']}, {k.replace('_', ' ')} (schema-valid)",
               f"{v['samples_per_s']} ({v['schema_valid_rate']})") for k, v in results.get("inference", {}).items()]
+    lc = results.get("llamacpp")
+    if lc:
+        rows += [(f"llama.cpp samples/s, batch 1, {k.split('_')[1]} (schema-valid), {Path(lc['gguf']).name}",
+                  f"{lc[k]['samples_per_s']} ({lc[k]['schema_valid_rate']})")
+                 for k in ("batch1_unconstrained", "batch1_constrained")]
+        rows.append(("llama.cpp first-token ms (median, constrained)", lc["first_token_ms_median"]))
     gr = results["grammar"]
     rows += [(f"grammar compile ms/schema, {gr['tokenizer_vocab']}-token vocab (mean / max of {gr['schemas']})",
               f"{gr['compile_ms_mean']} / {gr['compile_ms_max']}"),

@@ -57,6 +57,7 @@ class EvalSettings(EvaluationSettings):
     checkpoint_path: str  # its progress checkpoint (what made the rows, how many are done)
     split: str | None = None  # evaluate only the rows of this split (None = all)
     baseline: bool = False  # the untrained base of `adapter` instead of the checkpoint
+    gguf: str | None = None  # decode this GGUF of an export folder with llama.cpp instead (export.runtime)
     device: str | None = None  # None = student.pick_device()
 
     @property
@@ -279,7 +280,7 @@ async def _generate_and_score(settings: EvalSettings, generator: StudentGenerato
     constraints = [schemas[row["schema_id"]] if settings.constrained else None for row in todo]
     if settings.constrained:
         for schema_id in sorted({row["schema_id"] for row in todo}):
-            generator.grammars.compiled(schemas[schema_id])  # compile up front: errors before any generation
+            generator.prepare_grammar(schemas[schema_id])  # compile up front: errors before any generation
     calls = {"generated": 0, "judged": 0}
     torch.manual_seed(settings.sample_seed)  # sampling (temperature > 0) repeats for a seed
     batches = generator.generate_all(prompt_texts, constraints, batch_size=settings.batch_size,
@@ -306,7 +307,9 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
                        sample_seed=settings.sample_seed, where=settings.dataset)
     if not rows:
         raise UserError(f"{settings.dataset}: no rows to evaluate (all gold ASTs invalid? try --include-invalid)")
-    if settings.baseline:
+    if settings.gguf:
+        model_path = settings.gguf  # its fingerprint is the file's sha256
+    elif settings.baseline:
         model_path = baseline_of(settings.adapter)
     else:
         student.student_kind(settings.adapter)  # a bad path is a UserError before any result is deleted
@@ -322,9 +325,10 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
     calls = {"generated": 0, "judged": 0}
     teacher_info = _previous_teacher(settings)
     if todo:
-        from .predict import load_generator
+        from .predict import load_generator, load_gguf_generator
 
-        generator = load_generator(model_path, settings.device, dynamic_int8=settings.dynamic_int8)
+        generator = (load_gguf_generator(settings.gguf) if settings.gguf
+                     else load_generator(model_path, settings.device, dynamic_int8=settings.dynamic_int8))
         judge = make_eval_teacher(config, settings) if teacher == "auto" else teacher
         teacher_info = judge.describe() if judge is not None else {
             "backend": None, "note": "no teacher: rows whose meaning differs from the gold were not judged"}
@@ -334,6 +338,7 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
 
     records = [r for r in read_jsonl(settings.eval_results) if str(r["id"]) in wanted]
     summary = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
+               "backend": "llamacpp" if settings.gguf else "transformers",
                "fingerprint": meta["fingerprint"], "rows_digest": meta["rows_digest"],
                "dataset": settings.dataset, "split": settings.split, "n": len(records),
                "constrained": settings.constrained, "dynamic_int8": settings.dynamic_int8, "teacher": teacher_info,
@@ -403,7 +408,7 @@ def measure_throughput(adapter: str | StudentGenerator, rows: Sequence[dict[str,
     constraints = [schemas[row["schema_id"]] if constrained else None for row in rows]
     if constrained:
         for schema in constraints:
-            generator.grammars.compiled(schema)
+            generator.prepare_grammar(schema)
     if warmup_batches > 0:
         n = min(len(texts), batch_size * warmup_batches)
         for _ in generator.generate_all(texts[:n], constraints[:n], batch_size=batch_size,

@@ -30,13 +30,18 @@ def checkpoint_files(path: str | Path) -> list[Path]:
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
-    """"sha256:<hex>" over a checkpoint dir's weight, config and tokenizer files (names and bytes);
-    "hub:<id>" for a hub id, whose files this machine may not hold (the id is all that names them)."""
+    """"sha256:<hex>" over a checkpoint dir's weight, config and tokenizer files (names and bytes), or over one
+    model file (a GGUF); "hub:<id>" for a hub id, whose files this machine may not hold (the id is all that
+    names them)."""
     folder = Path(path)
-    if not folder.is_dir():
+    if folder.is_file():
+        files = [folder]
+    elif folder.is_dir():
+        files = checkpoint_files(folder)
+    else:
         return f"hub:{path}"
     digest = hashlib.sha256()
-    for file in checkpoint_files(folder):
+    for file in files:
         digest.update(f"{file.name}\0{file.stat().st_size}\0".encode())  # name + size: no two files' bytes blur
         with file.open("rb") as handle:
             while chunk := handle.read(CHUNK):

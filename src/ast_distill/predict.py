@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import dsl, student
+from .errors import UserError
+from .jsonl import read_json
 from .prompting import build_prompt
 from .scoring import parse_output
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:  # torch and xgrammar load with the student, not when a script
     from .generation import StudentGenerator
 
 DEFAULT_SCHEMA_FORMAT = "compact"
+BACKENDS = ("transformers", "llamacpp")  # transformers + xgrammar, or a GGUF with llama.cpp + its grammar
 
 
 def load_generator(path: str, device: str | None = None, *, dynamic_int8: bool = False) -> StudentGenerator:
@@ -30,15 +33,40 @@ def load_generator(path: str, device: str | None = None, *, dynamic_int8: bool =
     return StudentGenerator(model, tokenizer, stop_token_ids=student.stop_token_ids(tokenizer))
 
 
+def load_gguf_generator(gguf: str, *, n_ctx: int | None = None) -> Any:
+    """A GGUF written by scripts/export_student.py, loaded by llama.cpp (llamacpp.LlamaCppGenerator), with
+    the export folder's tokenizer (``merged/`` beside it) rendering the training prompt."""
+    from pathlib import Path
+
+    from .llamacpp import DEFAULT_CTX, LlamaCppGenerator
+
+    folder = Path(gguf).parent
+    if not (folder / "merged" / "tokenizer_config.json").is_file():
+        raise UserError(f"{gguf}: no merged/ folder with a tokenizer beside it; pass a GGUF from an export folder "
+                        f"(scripts/export_student.py), which renders the training prompt with it")
+    return LlamaCppGenerator(gguf, student.load_tokenizer(str(folder / "merged")), n_ctx=n_ctx or DEFAULT_CTX)
+
+
 def trained_schema_format(adapter: str) -> str:
-    """The schema_format the checkpoint's training corpus was rendered with (student.recorded_schema_format);
-    compact, with a note on stderr, when its run recorded none."""
-    found = student.recorded_schema_format(adapter)
+    """The schema_format the checkpoint's training corpus was rendered with (student.recorded_schema_format; for
+    a GGUF, what its export recorded); compact, with a note on stderr, when its run recorded none."""
+    found = exported_schema_format(adapter) if adapter.endswith(".gguf") else student.recorded_schema_format(adapter)
     if found is None:
         print(f"note: {adapter} records no schema_format in its run_config.json (nor does its run dir); rendering "
               f"the schema as {DEFAULT_SCHEMA_FORMAT} (pass --schema-format to choose)", file=sys.stderr)
         return DEFAULT_SCHEMA_FORMAT
     return found
+
+
+def exported_schema_format(gguf: str) -> str | None:
+    """The schema_format an export folder's made_by.json records for its checkpoint (None when it records none)."""
+    from pathlib import Path
+
+    made_by = Path(gguf).parent / "made_by.json"
+    if not made_by.is_file():
+        return None
+    found = read_json(made_by).get("settings", {}).get("schema_format")
+    return str(found) if found else None
 
 
 def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: Sequence[str], *,
@@ -60,13 +88,17 @@ def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: S
 
 def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constrained: bool = True,
             max_new_tokens: int = 256, schema_format: str | None = None, device: str | None = None,
-            batch_size: int = 8) -> list[dict[str, Any]]:
+            batch_size: int = 8, backend: str = "transformers") -> list[dict[str, Any]]:
     """One result per query: {query, ast (None unless parsed), raw, parsed, schema_valid, truncated}.
 
-    adapter: a checkpoint dir (LoRA adapter or full scratch model). schema: the DSL's JSON Schema.
+    adapter: a checkpoint dir (LoRA adapter or full scratch model), or with backend "llamacpp" a GGUF file of an
+    export folder. schema: the DSL's JSON Schema.
     """
     dsl.check_json_schema(schema, "the schema")
-    generator = load_generator(adapter, device)  # first: a path that is no checkpoint fails here, in one line
+    if backend not in BACKENDS:
+        raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    # First: a path that is no checkpoint (or no GGUF) fails here, in one line.
+    generator = load_gguf_generator(adapter) if backend == "llamacpp" else load_generator(adapter, device)
     fmt = schema_format or trained_schema_format(adapter)
     return predict_with(generator, schema, queries, schema_format=fmt, constrained=constrained,
                         max_new_tokens=max_new_tokens, batch_size=batch_size)

@@ -457,9 +457,50 @@ class ReportingSettings:
         3, "failure examples shown per cause in report.md, in rows", group="outputs", limits=Range(at_least=0))
 
 
+@_section("export", "stage 10")
+class ExportSettings:
+    """
+    Stage 10: ship the student. The checkpoint's LoRA is merged into its base (``merged/``), converted to GGUF
+    and quantized by llama.cpp's own tools, an Ollama Modelfile is written per schema, and each GGUF is checked
+    against the transformers student on test rows.
+    """
+
+    checkpoint: str | None = setting(
+        None, "the checkpoint to export, a LoRA adapter or a full model folder (null: the DPO student "
+        "`alignment.output_dir`/checkpoint-final when complete, else the SFT student "
+        "`training.output_dir`/checkpoint-final)", group="inputs")
+    final_schemas: str = setting(
+        "outputs/d_02_final_schemas.jsonl", "the d_02 schemas file: the Modelfiles' schemas and the verified rows'",
+        flag="--schemas", group="inputs", metavar="FILE")
+    out_dir: str | None = setting(
+        None, "export folder (null: `export` beside the checkpoint, in its run folder)", group="outputs")
+    quant_types: str = setting(
+        "f16,q8_0,q4_k_m", "GGUF types to write, comma-separated: f32, f16 or bf16 (the converter) or any type "
+        "llama.cpp's quantizer knows (q8_0, q4_k_m, q5_k_m, ...)", group="outputs", metavar="TYPES")
+    modelfile_gguf: str = setting(
+        "q4_k_m", "the GGUF type the Modelfiles load (one of quant_types)", group="outputs", metavar="TYPE")
+    modelfile_schemas: str | None = setting(
+        None, "schema ids to write a Modelfile for, comma-separated (null: every schema of the schemas file)",
+        group="outputs", metavar="IDS")
+    verify_dataset: str = setting(
+        "outputs/d_05_test_set.jsonl", "rows the GGUFs are checked on (d_05 or d_04 shaped JSONL)",
+        group="verification", metavar="FILE")
+    verify_rows: int = setting(
+        100, "rows to check each GGUF on, a seeded sample (0 = no check)", group="verification",
+        limits=Range(at_least=0))
+    max_new_tokens: int = setting(
+        256, "token budget per output, also what num_ctx leaves room for", group="verification",
+        limits=Range(at_least=1))
+    batch_size: int = setting(
+        16, "rows the transformers reference decodes together", group="verification", limits=Range(at_least=1))
+    n_ctx: int = setting(
+        2048, "llama.cpp context in tokens for the check (prompt + new tokens)", group="verification",
+        limits=Range(at_least=64))
+
+
 SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
     TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, AlignmentSettings,
-    ReportingSettings)}
+    ReportingSettings, ExportSettings)}
 
 
 @dataclass
@@ -474,6 +515,7 @@ class Settings:
         evaluation (`EvaluationSettings`): stage 6.
         alignment (`AlignmentSettings`): stages 7 and 8.
         reporting (`ReportingSettings`): stage 9.
+        export (`ExportSettings`): stage 10.
     """
 
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
@@ -482,6 +524,7 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     reporting: ReportingSettings = field(default_factory=ReportingSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}}, in defaults.json's order (what config.load_config returns)."""

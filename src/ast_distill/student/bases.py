@@ -120,8 +120,9 @@ def expected_made_by(base: PackagedBase) -> dict[str, Any]:
             "gguf_sha256": str(module.EXPECTED_SHA256), "conversion_version": CONVERSION_VERSION}
 
 
-def cache_problem(folder: Path, expected: dict[str, Any]) -> str | None:
-    """Why ``folder`` is not a complete cache made as ``expected`` says (None when it is)."""
+def cache_problem(folder: Path, expected: dict[str, Any], required: tuple[str, ...] = REQUIRED_FILES) -> str | None:
+    """Why ``folder`` is not a complete cache made as ``expected`` says, holding the ``required`` files (None
+    when it is)."""
     marker = folder / MADE_BY
     if not marker.is_file():
         return "missing" if not folder.exists() else f"no {MADE_BY} (an interrupted build?)"
@@ -135,7 +136,7 @@ def cache_problem(folder: Path, expected: dict[str, Any]) -> str | None:
         if made_by.get(key) != value:
             return f"made with {key}={made_by.get(key)!r}, not {value!r}"
     files = made_by.get("files")
-    if not isinstance(files, dict) or any(name not in files for name in REQUIRED_FILES):
+    if not isinstance(files, dict) or any(name not in files for name in required):
         return f"{MADE_BY} does not list every required file"
     for file_name, size in files.items():
         path = folder / file_name
@@ -147,14 +148,14 @@ def cache_problem(folder: Path, expected: dict[str, Any]) -> str | None:
 
 
 def ensure_cached(folder: Path, expected: dict[str, Any], build: Callable[[Path], dict[str, Any]],
-                  log: Callable[[str], Any] = print) -> Path:
+                  log: Callable[[str], Any] = print, required: tuple[str, ...] = REQUIRED_FILES) -> Path:
     """``folder`` as a complete cache: kept when cache_problem finds nothing, else rebuilt by ``build``.
 
     ``build(work)`` fills the empty folder ``work`` and returns facts for made_by.json (e.g. its steps' seconds);
     made_by.json (``expected`` + those facts + every file's size) is written last, then ``work`` is renamed
     into place, so a build interrupted at any point leaves no folder that passes for a cache.
     """
-    problem = cache_problem(folder, expected)
+    problem = cache_problem(folder, expected, required)
     if problem is None:
         return folder
     log(f"building {folder} ({problem})")
@@ -172,7 +173,7 @@ def ensure_cached(folder: Path, expected: dict[str, Any], build: Callable[[Path]
         _replace_folder(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    problem = cache_problem(folder, expected)
+    problem = cache_problem(folder, expected, required)
     if problem is not None:  # the build itself wrote an incomplete folder: a bug, not the user's mistake
         raise RuntimeError(f"the build of {folder} is incomplete: {problem}")
     return folder
