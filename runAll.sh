@@ -11,10 +11,11 @@
 #   --with-evals        evaluate the student on d_05 and write the report
 #   --with-alignment    evaluate on the pref rows, build DPO pairs, train DPO, evaluate it, alignment report
 #   --with-export       export the student (merged, GGUF F16/Q8_0/Q4_K_M, Modelfiles) and check each GGUF
-# Every stage resumes what an interrupted run left. One log per stage under outputs/logs/.
+# After evaluation, the quality gate (scripts/check_quality.py, the `gate` section) checks the final student:
+# exit 1 when a check fails, one line each. Every stage resumes what an interrupted run left; logs in outputs/logs/.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; TEACHER=(); WITH_TRAINING=0; WITH_EVALS=0; WITH_ALIGNMENT=0; WITH_EXPORT=0
 while [ $# -gt 0 ]; do
@@ -55,5 +56,21 @@ run_stage dataset ./runDatasetGeneration.sh --config "$CONFIG" "${TEACHER[@]}"
 if [ "$WITH_TRAINING" = 1 ]; then run_stage training ./runTraining.sh --config "$CONFIG"; fi
 if [ "$WITH_EVALS" = 1 ]; then run_stage evaluation ./runEvals.sh --config "$CONFIG" "${TEACHER[@]}"; fi
 if [ "$WITH_ALIGNMENT" = 1 ]; then run_stage alignment ./runAlignment.sh --config "$CONFIG" "${TEACHER[@]}"; fi
+if [ "$WITH_EVALS" = 1 ] || [ "$WITH_ALIGNMENT" = 1 ]; then
+  # The quality gate judges the student this run ends with: the DPO student when alignment evaluated one.
+  EVAL_DIR="$(config_value "$CONFIG" evaluation out_dir)"; GATE=()
+  if [ "$WITH_ALIGNMENT" = 1 ] && [ -f "${EVAL_DIR%/}-dpo/evaluation_summary.json" ]; then
+    GATE=(--eval-summary "${EVAL_DIR%/}-dpo/evaluation_summary.json")
+  fi
+  echo "=== [gate] scripts/check_quality.py (log: $LOG_DIR/gate.log)"
+  set +e
+  uv run --frozen python scripts/check_quality.py --config "$CONFIG" "${GATE[@]+"${GATE[@]}"}" 2>&1 | tee "$LOG_DIR/gate.log"
+  GATE_RC=${PIPESTATUS[0]}
+  set -e
+  if [ "$GATE_RC" != 0 ]; then
+    echo "error: runAll.sh: the quality gate failed (the checks above; run_health.json beside the report)" >&2
+    exit "$GATE_RC"
+  fi
+fi
 if [ "$WITH_EXPORT" = 1 ]; then run_stage export ./runExport.sh --config "$CONFIG"; fi
 echo "=== runAll.sh finished in $(( $(date +%s) - START )) s; reports under $(config_value "$CONFIG" reporting out_dir)"

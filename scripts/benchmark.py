@@ -7,7 +7,7 @@ Run as:
     uv run scripts/benchmark.py --config config/offline.json
     uv run scripts/benchmark.py --config config/offline.json --quick      # smaller samples, a few minutes
     uv run scripts/benchmark.py --config config/offline-gemma.json \
-        --gguf outputs/student_runs/gemma-dpo/export/student-q4_k_m.gguf   # + the llama.cpp backend
+        --gguf outputs/student_runs/gemma-dpo/export/student-f16.gguf --decoding-only   # transformers vs llama.cpp
 """
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "free and constrained, first-token latency) on the same rows")
     # --- size ---
     parser.add_argument("--quick", action="store_true", help="fewer requests, rows and steps (a smoke run)")
+    parser.add_argument("--decoding-only", action="store_true",
+                        help="only the student's decoding: transformers at batch 1 and 16, and --gguf with llama.cpp "
+                             "(no teacher, SFT or grammar groups)")
     # --- outputs ---
     parser.add_argument("--out", default="outputs/benchmarks/benchmark.json", help="where to write the figures")
     return parser
@@ -46,10 +49,11 @@ def main(args: argparse.Namespace) -> int:
     if args.gguf and not Path(args.gguf).is_file():
         raise UserError(f"--gguf {args.gguf} is not a file; pass a GGUF written by scripts/export_student.py")
     cli.print_settings("benchmark", {"config": args.config, "adapter": adapter, "gguf": args.gguf,
-                                     "quick": args.quick, "out": args.out})
-    results = benchmark.run_all(config, adapter=adapter, quick=args.quick, gguf=args.gguf)
+                                     "quick": args.quick, "decoding_only": args.decoding_only, "out": args.out})
+    results = benchmark.run_all(config, adapter=adapter, quick=args.quick, gguf=args.gguf,
+                                decoding_only=args.decoding_only)
     results["provenance"] = provenance({"config": args.config, "adapter": adapter, "gguf": args.gguf,
-                                        "quick": args.quick})
+                                        "quick": args.quick, "decoding_only": args.decoding_only})
     write_json_atomic(Path(args.out), results)
     print(benchmark.table(results))
     cli.print_outputs("benchmark", {"figures": args.out})

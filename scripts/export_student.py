@@ -21,6 +21,7 @@ from ast_distill import cli, dsl
 from ast_distill.config import flag_settings, load_config
 from ast_distill.errors import UserError
 from ast_distill.export import bundle, llamacpp_tools
+from ast_distill.export.verify import verification_table, verify_ggufs
 from ast_distill.settings import ExportSettings, check_ranges
 
 
@@ -67,16 +68,12 @@ def main(args: argparse.Namespace) -> int:
     def verify(work: Path, ggufs: dict) -> dict | None:
         if not rows:
             return None
-        from ast_distill.export.verify import verify_ggufs
-
         return verify_ggufs(run.checkpoint, ggufs, work / bundle.MERGED, rows, schemas,
                             max_new_tokens=run.max_new_tokens, batch_size=run.batch_size, n_ctx=run.n_ctx)
 
     out = bundle.run_export(run, modelfile_schemas(run, schemas), verify)
     made_by = bundle.load_made_by(out)
     if made_by.get("verification"):
-        from ast_distill.export.verify import verification_table
-
         print(verification_table(made_by["verification"]))
     cli.print_outputs("export_student", {"export": out, "readme": out / "README.md", "made_by": out / "made_by.json"})
     return 0

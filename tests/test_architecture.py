@@ -11,7 +11,7 @@ from ast_distill.config import REPO_ROOT
 PACKAGE = REPO_ROOT / "src" / "ast_distill"
 # The stages: each turns files into files. Everything else is a library they share.
 STAGES = {"dataset", "corpus", "training", "evaluation", "predict", "alignment", "reporting", "benchmark",
-          "export"}
+          "export", "gate"}
 # A stage may build on another only here (what and why).
 STAGE_DEPENDENCIES = {
     ("training", "corpus"),  # SFT records the schema_format its corpus was rendered with

@@ -244,12 +244,19 @@ def llamacpp_throughput(gguf: str, rows: list[dict[str, Any]], schemas: dict[str
     return out
 
 
-def run_all(config: Config, *, adapter: str, quick: bool, gguf: str | None = None,
+def run_all(config: Config, *, adapter: str, quick: bool, gguf: str | None = None, decoding_only: bool = False,
             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every group of figures, side by side; ``decoding_only`` keeps the student's decoding (transformers at
+    batch 1 and 16, llama.cpp on a GGUF) and leaves out the teacher, prompt, SFT, variant and grammar groups."""
     schema_rows, specs, schemas, corpus, test_rows = load_pipeline_outputs(config)
     rng = random.Random(0)
     results: dict[str, Any] = {"machine": hardware.decide_precision(
         training_device(), config["training"]["bf16"], config["training"]["torch_compile"]).record()}
+    if decoding_only:
+        eval_rows = rng.sample(test_rows, min(len(test_rows), 16 if quick else 64))
+        decoding(results, config, adapter, gguf, eval_rows, schemas, log)
+        del results["generator"]
+        return results
     log("teacher throughput (local Ollama-API server, 100 ms per reply) ...")
     requests = 16 if quick else 48
     results["teacher"] = {f"concurrency_{c}": teacher_throughput(schema_rows, specs, concurrency=c,
@@ -265,49 +272,58 @@ def run_all(config: Config, *, adapter: str, quick: bool, gguf: str | None = Non
     results["prompt_tokens"] = prompt_tokens(sample, schemas, int(config["training"]["scratch_vocab_size"]))
     log("SFT throughput: random order, length bucketing, requests chained per schema ...")
     results["sft"] = sft_throughput(corpus, config["training"], steps=5 if quick else 20)
-    log("evaluation throughput: batch 1 vs 16, constrained vs not ...")
     eval_rows = rng.sample(test_rows, min(len(test_rows), 16 if quick else 64))
-    generator = predict.load_generator(adapter)
-    results["evaluation"] = eval_throughput(generator, eval_rows, schemas,
-                                            max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
+    generator = decoding(results, config, adapter, gguf, eval_rows, schemas, log)["generator"]
+    del results["generator"]
     log("inference variants: LoRA unmerged vs merged vs merged + dynamic int8 ...")
     results["inference"] = inference_variants(adapter, eval_rows[:8 if quick else 32], schemas,
                                               batch_size=int(config["evaluation"]["batch_size"]),
                                               max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
-    if gguf:
-        log("llama.cpp backend: the exported GGUF on the same rows ...")
-        results["llamacpp"] = llamacpp_throughput(gguf, eval_rows, schemas,
-                                                  max_new_tokens=int(config["evaluation"]["max_new_tokens"]))
     log("grammar cost: compile per schema, mask per token ...")
     results["grammar"] = grammar_cost(generator, eval_rows, schemas, schema_count=3 if quick else 6,
                                       steps_per_schema=16 if quick else 32)
-    ev = results["evaluation"]
-    results["evaluation"]["constrained_cost_batch16"] = round(
+    return results
+
+
+def decoding(results: dict[str, Any], config: Config, adapter: str, gguf: str | None, rows: list[dict[str, Any]],
+             schemas: dict[str, dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
+    """The decoding groups into ``results``: transformers at batch 1 and 16 (free, constrained), and llama.cpp on
+    ``gguf`` on the same rows; results["generator"] holds the loaded transformers student for later groups."""
+    max_new_tokens = int(config["evaluation"]["max_new_tokens"])
+    log("evaluation throughput: batch 1 vs 16, constrained vs not ...")
+    generator = predict.load_generator(adapter)
+    results["evaluation"] = ev = eval_throughput(generator, rows, schemas, max_new_tokens=max_new_tokens)
+    ev["constrained_cost_batch16"] = round(
         1.0 - ev["batch16_constrained"]["samples_per_s"] / ev["batch16_unconstrained"]["samples_per_s"], 3)
-    results["evaluation"]["batch16_speedup_unconstrained"] = round(
+    ev["batch16_speedup_unconstrained"] = round(
         ev["batch16_unconstrained"]["samples_per_s"] / ev["batch1_unconstrained"]["samples_per_s"], 2)
+    if gguf:
+        log("llama.cpp backend: the exported GGUF on the same rows ...")
+        results["llamacpp"] = llamacpp_throughput(gguf, rows, schemas, max_new_tokens=max_new_tokens)
+    results["generator"] = generator
     return results
 
 
 def table(results: dict[str, Any]) -> str:
     """A short Markdown table of the headline figures."""
-    t, ev, pt, sft = results["teacher"], results["evaluation"], results["prompt_tokens"], results["sft"]
+    ev = results["evaluation"]
     machine = results.get("machine") or {}
     cpu = machine.get("cpu") or {}
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("machine (CPU class; probe fp32 / bf16 GFLOP/s)",
          f"{cpu.get('model', machine.get('device'))} ({cpu.get('cpu_class', '-')}; "
-         f"{machine.get('fp32_gflops')} / {machine.get('bf16_gflops')})"),
-        ("teacher rows/s, concurrency 1", t["concurrency_1"]["rows_per_s"]),
-        ("teacher rows/s, concurrency 8", t["concurrency_8"]["rows_per_s"]),
-        ("teacher speed-up 8 vs 1", f"{t['speedup_8_vs_1']}x"),
-        ("built-in teacher rows/s", results["grammar_teacher"]["rows_per_s"]),
-    ]
-    rows += [(f"prompt tokens/row, {fmt} schema (mean / p95)", f"{pt[fmt]['mean']} / {pt[fmt]['p95']}")
-             for fmt in prompting.SCHEMA_FORMATS]
-    rows += [(f"SFT tokens/s, {k} (padding share; answers/s)",
-              f"{sft[k]['tokens_per_s']:.0f} ({sft[k]['padding_share']:.1%}; {sft[k]['answers_per_s']:.1f})")
-             for k in sft]
+         f"{machine.get('fp32_gflops')} / {machine.get('bf16_gflops')})")]
+    if "teacher" in results:  # absent from a decoding-only run
+        t, pt, sft = results["teacher"], results["prompt_tokens"], results["sft"]
+        rows += [("teacher rows/s, concurrency 1", t["concurrency_1"]["rows_per_s"]),
+                 ("teacher rows/s, concurrency 8", t["concurrency_8"]["rows_per_s"]),
+                 ("teacher speed-up 8 vs 1", f"{t['speedup_8_vs_1']}x"),
+                 ("built-in teacher rows/s", results["grammar_teacher"]["rows_per_s"])]
+        rows += [(f"prompt tokens/row, {fmt} schema (mean / p95)", f"{pt[fmt]['mean']} / {pt[fmt]['p95']}")
+                 for fmt in prompting.SCHEMA_FORMATS]
+        rows += [(f"SFT tokens/s, {k} (padding share; answers/s)",
+                  f"{sft[k]['tokens_per_s']:.0f} ({sft[k]['padding_share']:.1%}; {sft[k]['answers_per_s']:.1f})")
+                 for k in sft]
     rows += [(f"eval samples/s, {k.replace('_', ', ')}", ev[k]["samples_per_s"])
              for k in ("batch1_unconstrained", "batch1_constrained", "batch16_unconstrained", "batch16_constrained")]
     rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
@@ -319,8 +335,8 @@ def table(results: dict[str, Any]) -> str:
                   f"{lc[k]['samples_per_s']} ({lc[k]['schema_valid_rate']})")
                  for k in ("batch1_unconstrained", "batch1_constrained")]
         rows.append(("llama.cpp first-token ms (median, constrained)", lc["first_token_ms_median"]))
-    gr = results["grammar"]
-    rows += [(f"grammar compile ms/schema, {gr['tokenizer_vocab']}-token vocab (mean / max of {gr['schemas']})",
+    gr = results.get("grammar")
+    rows += [] if gr is None else [(f"grammar compile ms/schema, {gr['tokenizer_vocab']}-token vocab (mean / max of {gr['schemas']})",
               f"{gr['compile_ms_mean']} / {gr['compile_ms_max']}"),
              ("grammar compile ms, one schema with maxLength kept", gr["compile_ms_max_length_kept"]),
              (f"grammar mask ms/token, fill + apply (mean / p95 of {gr['mask_steps']} steps)",

@@ -19,12 +19,14 @@ import time
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from .errors import UserError
-from .generation import Generation, grammar_schema
+
+if TYPE_CHECKING:  # generation pulls in torch and xgrammar: loaded with a model, not with a script's --help
+    from .generation import Generation
 
 DISTRIBUTION = "llama-cpp-python"
 INSTALL_HINT = "install llama.cpp's tools with `uv sync --extra gemma --extra export` (./runExport.sh does it)"
@@ -54,6 +56,8 @@ def llama_grammar_schema(schema: dict[str, Any]) -> Any:
     """generation.grammar_schema with every ``pattern``'s ``\\d`` written ``[0-9]``: llama-cpp-python's JSON
     Schema converter copies ``\\d`` into the GBNF, whose parser rejects the escape (51 of the 88 offline schemas,
     whose date fields carry ``^\\d{4}-\\d{2}-\\d{2}$``)."""
+    from .generation import grammar_schema
+
     def rewrite(node: Any) -> Any:
         if isinstance(node, list):
             return [rewrite(item) for item in node]
@@ -116,6 +120,8 @@ class LlamaCppGenerator:
     def generate_one(self, ids: Sequence[int], schema: dict[str, Any] | None, *,
                      max_new_tokens: int) -> tuple[Generation, float | None]:
         """(Generation, seconds to the first new token) for one encoded prompt, greedy."""
+        from .generation import Generation
+
         if len(ids) + max_new_tokens > self.n_ctx:
             raise UserError(f"a prompt of {len(ids)} tokens plus {max_new_tokens} new ones exceeds the context of "
                             f"{self.n_ctx} tokens; raise the context (--n-ctx)")

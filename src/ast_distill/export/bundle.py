@@ -33,6 +33,7 @@ from ..runs import final_checkpoint_complete
 from ..settings import ExportSettings
 from ..student.bases import MADE_BY, ensure_cached
 from . import llamacpp_tools, modelfile
+from .verify import verification_table
 
 MERGED = "merged"
 SENTENCEPIECE = "tokenizer.model"
@@ -174,8 +175,9 @@ def build_export(work: Path, run: ExportRun, schemas: Mapping[str, dict[str, Any
     for quant_type in run.types:
         target = work / gguf_name(quant_type)
         if quant_type == "f16":
-            pass
-        elif quant_type in llamacpp_tools.CONVERTER_TYPES:
+            ggufs[quant_type] = target  # written above: every other type is quantized from it
+            continue
+        if quant_type in llamacpp_tools.CONVERTER_TYPES:
             log(f"export: converting to {quant_type.upper()} GGUF")
             seconds[f"convert_{quant_type}"] = round(llamacpp_tools.convert_to_gguf(work / MERGED, target, quant_type,
                                                                                     log=log), 1)
@@ -191,8 +193,6 @@ def build_export(work: Path, run: ExportRun, schemas: Mapping[str, dict[str, Any
         f16.unlink()  # only the quantizer's source
     if report is not None:
         write_json_atomic(work / "verification.json", report)
-    from .verify import verification_table
-
     write_text_atomic(work / "README.md", modelfile.export_readme(
         checkpoint=run.checkpoint, gguf_bytes={p.name: p.stat().st_size for p in sorted(work.glob("*.gguf"))},
         schema_ids=sorted(schemas), modelfile_gguf=gguf_name(run.modelfile_gguf), num_ctx=num_ctx,

@@ -498,9 +498,43 @@ class ExportSettings:
         limits=Range(at_least=64))
 
 
+@_section("gate", "the quality gate, after evaluation")
+class GateSettings:
+    """
+    The quality gate: the student's evaluation summary against minimum rates and against the previous run of
+    the same checkpoint path on the same rows; `run_health.json` says what passed, and runAll.sh exits 1 when a
+    check fails. A minimum left null is not checked.
+    """
+
+    eval_summary: str | None = setting(
+        None, "the evaluation summary to check (null: `evaluation.out_dir`/evaluation_summary.json; runAll.sh "
+        "passes the DPO student's when it ran alignment)", group="inputs")
+    history: str | None = setting(
+        None, "the run history, one JSONL line per gated run (null: `reporting.out_dir`/run_history.jsonl)",
+        group="outputs")
+    min_semantic_pass_seen: float | None = setting(
+        None, "lowest semantic pass rate on seen schemas, a share in [0, 1]", group="minimums",
+        limits=Range(at_least=0, at_most=1))
+    min_semantic_pass_unseen: float | None = setting(
+        None, "lowest semantic pass rate on unseen schemas, a share in [0, 1]", group="minimums",
+        limits=Range(at_least=0, at_most=1))
+    min_query_semantic_match: float | None = setting(
+        None, "lowest semantic match on query rows alone (refusals left out), a share in [0, 1]",
+        group="minimums", limits=Range(at_least=0, at_most=1))
+    min_schema_valid: float | None = setting(
+        None, "lowest schema-valid rate, a share in [0, 1]", group="minimums", limits=Range(at_least=0, at_most=1))
+    min_refusal_recall: float | None = setting(
+        None, "lowest share of gold refusals the student refused, in [0, 1]", group="minimums",
+        limits=Range(at_least=0, at_most=1))
+    max_drop: float | None = setting(
+        0.1, "largest fall of semantic pass (seen, unseen), query semantic match or schema validity against the "
+        "previous run, in absolute rate (null = no regression check; on 160 rows one row is 0.006 and run-to-run "
+        "noise is a few hundredths)", group="regression", limits=Range(at_least=0, at_most=1))
+
+
 SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
     TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, AlignmentSettings,
-    ReportingSettings, ExportSettings)}
+    ReportingSettings, ExportSettings, GateSettings)}
 
 
 @dataclass
@@ -516,6 +550,7 @@ class Settings:
         alignment (`AlignmentSettings`): stages 7 and 8.
         reporting (`ReportingSettings`): stage 9.
         export (`ExportSettings`): stage 10.
+        gate (`GateSettings`): the quality gate, after evaluation.
     """
 
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
@@ -525,6 +560,7 @@ class Settings:
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     reporting: ReportingSettings = field(default_factory=ReportingSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}}, in defaults.json's order (what config.load_config returns)."""
