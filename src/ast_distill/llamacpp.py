@@ -49,6 +49,8 @@ def llama_cpp() -> Any:
     return module
 
 
+# An export folder's transformers model beside its GGUFs (export.bundle writes it): its tokenizer renders prompts.
+MERGED_DIR = "merged"
 DEFAULT_CTX = 2048  # tokens: the longest d_05 prompt of the offline dataset is ~700 tokens, plus 256 new ones
 
 

@@ -38,13 +38,13 @@ def load_gguf_generator(gguf: str, *, n_ctx: int | None = None) -> Any:
     the export folder's tokenizer (``merged/`` beside it) rendering the training prompt."""
     from pathlib import Path
 
-    from .llamacpp import DEFAULT_CTX, LlamaCppGenerator
+    from .llamacpp import DEFAULT_CTX, MERGED_DIR, LlamaCppGenerator
 
     folder = Path(gguf).parent
-    if not (folder / "merged" / "tokenizer_config.json").is_file():
+    if not (folder / MERGED_DIR / "tokenizer_config.json").is_file():
         raise UserError(f"{gguf}: no merged/ folder with a tokenizer beside it; pass a GGUF from an export folder "
                         f"(scripts/export_student.py), which renders the training prompt with it")
-    return LlamaCppGenerator(gguf, student.load_tokenizer(str(folder / "merged")), n_ctx=n_ctx or DEFAULT_CTX)
+    return LlamaCppGenerator(gguf, student.load_tokenizer(str(folder / MERGED_DIR)), n_ctx=n_ctx or DEFAULT_CTX)
 
 
 def trained_schema_format(adapter: str) -> str:

@@ -15,7 +15,6 @@ else rebuilds it whole, so no file in it comes from an older model or setting.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from .. import student
 from ..errors import UserError
 from ..fingerprint import checkpoint_fingerprint
 from ..jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
+from ..llamacpp import MERGED_DIR as MERGED
 from ..prompting import build_prompt
 from ..provenance import git_commit, library_versions
 from ..runs import final_checkpoint_complete
@@ -35,7 +35,6 @@ from ..student.bases import MADE_BY, ensure_cached
 from . import llamacpp_tools, modelfile
 from .verify import verification_table
 
-MERGED = "merged"
 SENTENCEPIECE = "tokenizer.model"
 MERGED_FROM = "merged_from.json"  # alignment.dpo's record of the SFT adapter its merged base came from
 EXPORT_VERSION = 1  # bump when what an export writes changes: older exports are rebuilt
@@ -220,7 +219,7 @@ def run_export(run: ExportRun, schemas: Mapping[str, dict[str, Any]],
 
 
 def load_made_by(out_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out_dir) / MADE_BY).read_text(encoding="utf-8"))
+    return read_json(Path(out_dir) / MADE_BY)
 
 
 def rows_for_check(path: str, schemas: Mapping[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:

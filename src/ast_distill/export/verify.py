@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import student
 from ..predict import load_generator
-from ..scoring import score_output
+from ..scoring import metrics, score_output
 from ..llamacpp import LlamaCppGenerator
 
 TRANSFORMERS = "transformers"
@@ -53,12 +53,9 @@ def _llama_decode(generator: LlamaCppGenerator, encoded: Sequence[Sequence[int]]
 
 def _quality(rows: Sequence[Mapping[str, Any]], schemas: Mapping[str, dict[str, Any]], texts: Sequence[str],
              generations: Sequence[Any]) -> dict[str, Any]:
-    records = [score_output(row, schemas[row["schema_id"]], gen, prompt_text=text, constrained=True)
-               for row, text, gen in zip(rows, texts, generations)]
-    n = len(records)
-    return {"semantic_match_rate": round(sum(bool(r["semantic_match"]) for r in records) / n, 4),
-            "schema_valid_rate": round(sum(bool(r["schema_valid"]) for r in records) / n, 4),
-            "truncated_rate": round(sum(bool(r["truncated"]) for r in records) / n, 4)}
+    rates = metrics([score_output(row, schemas[row["schema_id"]], gen, prompt_text=text, constrained=True)
+                     for row, text, gen in zip(rows, texts, generations)])
+    return {key: rates[key] for key in ("semantic_match_rate", "schema_valid_rate", "truncated_rate")}
 
 
 def _speed(generations: Sequence[Any], wall_s: float) -> dict[str, Any]:
