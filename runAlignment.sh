@@ -2,7 +2,8 @@
 # Teacher-aligned DPO after SFT, in five resumable steps:
 #   1. evaluate the SFT student on the pref rows of d_04 (free decoding, so mistakes show; the teacher judges)
 #   2. build chosen/rejected pairs from the teacher's verdicts (scripts/build_alignment_pairs.py)
-#   3. DPO on those pairs (scripts/train_alignment_dpo.py), going on from the newest checkpoint-N
+#   3. DPO on those pairs (scripts/train_alignment_dpo.py), going on from the newest checkpoint-N; then, when
+#      sweep.enabled is true, the checkpoint sweep of the DPO run (its best on the val rows -> checkpoint-best)
 #   4. evaluate the DPO student on the same d_05 rows as the SFT evaluation, into <evaluation.out_dir>-dpo
 #   5. write alignment_report.md (SFT vs DPO) with scripts/report_training.py
 #
@@ -11,7 +12,8 @@
 #
 # Flags:
 #   --config F          config file (default config/defaults.json); every path comes from it
-#   --adapter DIR       the SFT checkpoint to align (default: alignment.adapter)
+#   --adapter DIR       the SFT checkpoint to align, or its run dir = its selected checkpoint (checkpoint-best,
+#                       else checkpoint-final) (default: alignment.adapter)
 #   --teacher-model M   the judging teacher (default: evaluation.teacher_model, then LLM_MODEL, then .llmrc)
 #   --no-resume         start over: the evaluations below drop their old results and DPO trains from scratch,
 #                       even over a complete checkpoint-final (old checkpoint-N dirs are not deleted)
@@ -21,7 +23,7 @@
 # The SFT student's d_05 evaluation (runEvals.sh's) is run here only when its summary is missing.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=(); NO_RESUME=0; FORWARD=()
 while [ $# -gt 0 ]; do
@@ -60,6 +62,10 @@ PREF_RESULTS="${CFG[1]}"; PAIRS="${CFG[2]}"; DPO_DIR="${CFG[3]}"; PREF_MAX="${CF
 CORPUS="${CFG[5]}"; SFT_EVAL_DIR="${CFG[6]}"; DPO_EVAL_DIR="${SFT_EVAL_DIR%/}-dpo"
 
 [ -e "$ADAPTER" ] || { echo "error: runAlignment.sh: SFT checkpoint '$ADAPTER' does not exist; run ./runTraining.sh --config $CONFIG first (or pass --adapter DIR)" >&2; exit 2; }
+# A run dir means its selected checkpoint: every step below uses that one checkpoint.
+SELECTED="$(selected_checkpoint "$ADAPTER")"
+[ -n "$SELECTED" ] || { echo "error: runAlignment.sh: '$ADAPTER' is a run dir with no complete checkpoint-best or checkpoint-final; finish its training (./runTraining.sh --config $CONFIG resumes it)" >&2; exit 2; }
+ADAPTER="$SELECTED"
 [ -f "$CORPUS" ] || { echo "error: runAlignment.sh: training corpus '$CORPUS' does not exist; run ./runDatasetGeneration.sh --config $CONFIG first" >&2; exit 2; }
 
 # An LLM teacher that does not answer stops the stage here, in one line.
@@ -93,6 +99,8 @@ else
     --output-dir "$DPO_DIR" --resume-from-checkpoint auto
 fi
 # A new DPO checkpoint needs no --no-resume below: its evaluation resumes only results of the same weights.
+sweep_run "$CONFIG" "$DPO_DIR" "${TEACHER[@]+"${TEACHER[@]}"}"
+DPO_STUDENT="$(selected_checkpoint "$DPO_DIR")"
 
 # The SFT side of the comparison: its d_05 evaluation, run here only when it is missing.
 if [ ! -f "$SFT_EVAL_DIR/evaluation_summary.json" ]; then
@@ -101,7 +109,7 @@ if [ ! -f "$SFT_EVAL_DIR/evaluation_summary.json" ]; then
     "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 fi
 echo "=== [alignment 4/5] DPO student on the same d_05 rows -> $DPO_EVAL_DIR"
-"${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$FINAL" --out-dir "$DPO_EVAL_DIR" \
+"${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$DPO_STUDENT" --out-dir "$DPO_EVAL_DIR" \
   "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 
 echo "=== [alignment 5/5] alignment report"
@@ -114,4 +122,4 @@ if [ -f "$SFT_METRICS" ]; then REPORT+=(--training-metrics "$SFT_METRICS"); fi
 BASE_SUMMARY="$(baseline_eval_dir "$SFT_EVAL_DIR")/evaluation_summary.json"
 if [ -f "$BASE_SUMMARY" ]; then REPORT+=(--baseline-summary "$BASE_SUMMARY"); fi
 "${PY[@]}" scripts/report_training.py --config "$CONFIG" "${REPORT[@]}"
-echo "=== alignment done: DPO checkpoint $FINAL, evaluation $DPO_EVAL_DIR"
+echo "=== alignment done: DPO checkpoint $DPO_STUDENT, evaluation $DPO_EVAL_DIR"

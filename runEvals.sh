@@ -7,20 +7,21 @@
 #
 # Flags:
 #   --config F          config file (default config/defaults.json)
-#   --adapter DIR       checkpoint to evaluate (default: evaluation.adapter)
+#   --adapter DIR       checkpoint to evaluate, or a run dir = its selected checkpoint (checkpoint-best from the
+#                       sweep, else checkpoint-final) (default: evaluation.adapter)
 #   --teacher-model M   judge model (default: evaluation.teacher_model, LLM_MODEL, .llmrc, then
 #                       dataset_generation.teacher_model; the built-in grammar teacher needs none)
 #   --out-dir D         evaluation folder (default: evaluation.out_dir)
 #   --no-baseline       skip the untuned base model's evaluation (a LoRA adapter's base, constrained)
 #   anything else is forwarded to every scripts/evaluate_student.py run (see its --help)
 # Runs: constrained decoding into <out_dir>, free decoding into <out_dir>/unconstrained, the untuned base
-# model of a LoRA adapter (constrained, same rows) into <out_dir>-base, and, when
-# <alignment.output_dir>/checkpoint-final exists, the DPO student into <out_dir>-dpo; then
+# model of a LoRA adapter (constrained, same rows) into <out_dir>-base, and, when the DPO run in
+# <alignment.output_dir> finished, its selected checkpoint into <out_dir>-dpo; then
 # scripts/report_training.py (report.md, and alignment_report.md when a DPO evaluation exists).
 # Every evaluation resumes by row id from what an interrupted run wrote (pass --no-resume to start over).
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; ADAPTER=""; OUT_DIR=""; TEACHER=(); FORWARD=(); BASELINE=1
 while [ $# -gt 0 ]; do
@@ -47,9 +48,14 @@ ensure_env
 [ -n "$ADAPTER" ] || ADAPTER="$(config_value "$CONFIG" evaluation adapter)"
 [ -n "$ADAPTER" ] || { echo "error: runEvals.sh: no checkpoint to evaluate: pass --adapter DIR or set" \
   "evaluation.adapter in $CONFIG" >&2; exit 2; }
+SELECTED="$(selected_checkpoint "$ADAPTER")"
+[ -n "$SELECTED" ] || { echo "error: runEvals.sh: '$ADAPTER' is a run dir with no complete checkpoint-best or checkpoint-final; finish its training (./runTraining.sh --config $CONFIG resumes it)" >&2; exit 2; }
+ADAPTER="$SELECTED"
 [ -n "$OUT_DIR" ] || OUT_DIR="$(config_value "$CONFIG" evaluation out_dir)"
 OUT_DIR="${OUT_DIR%/}"
-DPO_FINAL="$(config_value "$CONFIG" alignment output_dir)/checkpoint-final"
+DPO_DIR="$(config_value "$CONFIG" alignment output_dir)"
+DPO_STUDENT=""
+if [ -d "$DPO_DIR" ]; then DPO_STUDENT="$(selected_checkpoint "$DPO_DIR")"; fi
 
 # An LLM judge that does not answer stops here, in one line, before any generation.
 CHECK=("${TEACHER[@]+"${TEACHER[@]}"}")
@@ -80,10 +86,10 @@ if [ "$BASELINE" = 1 ] && [ -f "$ADAPTER/adapter_config.json" ]; then
   evaluate "$ADAPTER" "$(baseline_eval_dir "$OUT_DIR")" --baseline --constrained
   REPORT+=(--baseline-summary "$(baseline_eval_dir "$OUT_DIR")/evaluation_summary.json")
 fi
-if [ -d "$DPO_FINAL" ]; then
-  evaluate "$DPO_FINAL" "$OUT_DIR-dpo" --constrained
+if [ -n "$DPO_STUDENT" ]; then
+  evaluate "$DPO_STUDENT" "$OUT_DIR-dpo" --constrained
   REPORT+=(--dpo-eval-summary "$OUT_DIR-dpo/evaluation_summary.json"
-           --dpo-training-metrics "$(dirname "$DPO_FINAL")/training_metrics.jsonl")
+           --dpo-training-metrics "$DPO_DIR/training_metrics.jsonl")
 fi
 
 if [ -f scripts/report_training.py ]; then

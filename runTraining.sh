@@ -12,10 +12,11 @@
 #                (old checkpoint-N dirs are not deleted: remove them for a clean run dir)
 #   anything else is forwarded to scripts/train_student.py (see its --help)
 # When <output_dir> holds checkpoint-N dirs, training goes on from the newest (--resume-from-checkpoint auto);
-# delete them to start over.
+# delete them to start over. Then, when sweep.enabled is true, the checkpoint sweep (scripts/select_checkpoint.py)
+# scores every kept checkpoint on the val rows and copies the best to <output_dir>/checkpoint-best.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 FORCE=0; FORWARD=()
 for arg in "$@"; do
@@ -47,18 +48,18 @@ done
 
 FINAL="$OUTPUT_DIR/checkpoint-final"
 if [ "$FORCE" = 0 ] && final_complete "$OUTPUT_DIR"; then
-  echo "== training: $FINAL is already complete; nothing to do (pass --force to train again)"
-  exit 0
+  echo "== training: $FINAL is already complete; nothing to train (pass --force to train again)"
+else
+  RESUME=(--resume-from-checkpoint auto)
+  for arg in "${FORWARD[@]}"; do
+    case "$arg" in --resume-from-checkpoint|--resume-from-checkpoint=*) RESUME=() ;; esac
+  done
+  if [ "$FORCE" = 1 ] && [ ${#RESUME[@]} -gt 0 ]; then
+    RESUME=()  # --force: a fresh run, whatever checkpoints are there
+  fi
+  LATEST="$(latest_checkpoint "$OUTPUT_DIR")"
+  if [ ${#RESUME[@]} -gt 0 ] && [ -n "$LATEST" ]; then echo "== training: resuming from $LATEST"; fi
+  uv run --frozen scripts/train_student.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"
 fi
-
-RESUME=(--resume-from-checkpoint auto)
-for arg in "${FORWARD[@]}"; do
-  case "$arg" in --resume-from-checkpoint|--resume-from-checkpoint=*) RESUME=() ;; esac
-done
-if [ "$FORCE" = 1 ] && [ ${#RESUME[@]} -gt 0 ]; then
-  RESUME=()  # --force: a fresh run, whatever checkpoints are there
-fi
-LATEST="$(latest_checkpoint "$OUTPUT_DIR")"
-if [ ${#RESUME[@]} -gt 0 ] && [ -n "$LATEST" ]; then echo "== training: resuming from $LATEST"; fi
-
-exec uv run --frozen scripts/train_student.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"
+# The sweep resumes what it already scored, so on a finished run it only re-reads its evaluations.
+sweep_run "$CONFIG" "$OUTPUT_DIR"

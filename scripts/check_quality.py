@@ -35,16 +35,16 @@ def main(args) -> int:
     check_ranges(GateSettings, limits)
     reports = Path(config["reporting"]["out_dir"])
     summary = limits.pop("eval_summary") or str(Path(config["evaluation"]["out_dir"]) / SUMMARY_NAME)
-    history = limits.pop("history") or str(reports / "run_history.jsonl")
+    history = limits.pop("history") or gate.history_path(config)
     artifacts = {"report": str(reports / "report.md"), "alignment_report": str(reports / "alignment_report.md"),
                  "history": history}
-    health = gate.run_gate(summary, history, str(reports / "run_health.json"), limits, artifacts)
+    health = gate.run_gate(summary, history, str(reports / gate.HEALTH_NAME), limits, artifacts)
     for line in gate.failed_lines(health):
         print(line, file=sys.stderr)
     verdict = "passed" if health["passed"] else "FAILED"
     print(f"quality gate {verdict}: {len(health['checks'])} checks on {summary} "
           f"({'against the previous run' if health['previous_run'] else 'no previous run of this checkpoint'})")
-    cli.print_outputs("check_quality", {"run_health": reports / "run_health.json", "history": history})
+    cli.print_outputs("check_quality", {"run_health": reports / gate.HEALTH_NAME, "history": history})
     return 0 if health["passed"] else FAILED
 
 

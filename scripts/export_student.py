@@ -22,6 +22,7 @@ from ast_distill.config import flag_settings, load_config
 from ast_distill.errors import UserError
 from ast_distill.export import bundle, llamacpp_tools
 from ast_distill.export.verify import verification_table, verify_ggufs
+from ast_distill.runs import resolve_checkpoint
 from ast_distill.settings import ExportSettings, check_ranges
 
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_from(args: argparse.Namespace, config: dict) -> bundle.ExportRun:
     values = flag_settings(args, config, "export")
     check_ranges(ExportSettings, values)
-    checkpoint = values["checkpoint"] or bundle.default_checkpoint(config)
+    checkpoint = resolve_checkpoint(values["checkpoint"]) if values["checkpoint"] else bundle.default_checkpoint(config)
     bundle.check_checkpoint(checkpoint)
     values["checkpoint"] = str(Path(checkpoint).absolute())
     values["out_dir"] = values["out_dir"] or str(Path(checkpoint).parent / "export")

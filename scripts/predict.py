@@ -5,7 +5,7 @@ the ASTs in the order of the requests; an output that is not a JSON object print
 stderr). Constrained decoding (on by default) makes every finished output valid for the schema.
 
 Run as:
-  uv run scripts/predict.py --adapter outputs/student_runs/scratch/checkpoint-final \
+  uv run scripts/predict.py --adapter outputs/student_runs/scratch \
       --schema my_schema.json --query "products under 20 euros"
   uv run scripts/predict.py --adapter outputs/student_runs/gemma3-270m/checkpoint-final \
       --schema my_schema.json --input queries.jsonl --no-constrained
@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Student and schema
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--adapter",
-                       help="checkpoint dir: a LoRA adapter or a full (scratch) model, e.g. <run>/checkpoint-final")
+                       help="checkpoint dir (a LoRA adapter or a full scratch model, e.g. <run>/checkpoint-final) "
+                            "or a training run dir, meaning its selected checkpoint (checkpoint-best from the "
+                            "sweep, else checkpoint-final)")
     model.add_argument("--gguf", help="a GGUF file of an export folder (scripts/export_student.py); needs "
                                       "--backend llamacpp")
     parser.add_argument("--backend", choices=BACKENDS, default="transformers",

@@ -20,6 +20,8 @@ from pathlib import Path
 from ast_distill import cli
 from ast_distill.config import flag_settings, load_config
 from ast_distill.reporting import ReportInputs, build_reports
+from ast_distill.gate import history_path
+from ast_distill.runs import SWEEP_FILE
 from ast_distill.settings import ReportingSettings, check_ranges
 
 
@@ -47,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluation_summary.json of the DPO adapter "
                              "(default: <evaluation.out_dir>-dpo/evaluation_summary.json; optional); its "
                              "evaluation_results.jsonl beside it is used for row-by-row changes")
+    # --- across runs
+    parser.add_argument("--checkpoint-sweep", default=None,
+                        help="the SFT run's checkpoint_sweep.json (default: beside the training metrics; optional)")
+    parser.add_argument("--run-history", default=None,
+                        help="the quality gate's run history (default: gate.history, else "
+                             "<out_dir>/run_history.jsonl; optional)")
     cli.add_settings_flags(parser, ReportingSettings)  # --out-dir, --examples-per-cause
     return parser
 
@@ -68,14 +76,16 @@ def main(args: argparse.Namespace) -> int:
         "dpo_training_metrics": args.dpo_training_metrics or str(dpo_dir / "training_metrics.jsonl"),
         "dpo_eval_summary": args.dpo_eval_summary or str(dpo_eval_dir / "evaluation_summary.json"),
         "out_dir": reporting["out_dir"],
+        "run_history": args.run_history or history_path({**config, "reporting": reporting}),
         "examples_per_cause": reporting["examples_per_cause"],
     }
+    settings["checkpoint_sweep"] = args.checkpoint_sweep or str(Path(settings["training_metrics"]).parent / SWEEP_FILE)
     check_ranges(ReportingSettings, settings)
     cli.print_settings("report_training", settings)
     inputs = ReportInputs(**{key: None if settings[key] is None else Path(settings[key])
                              for key in ("training_metrics", "eval_summary", "eval_results",
                                          "unconstrained_summary", "baseline_summary", "dpo_training_metrics",
-                                         "dpo_eval_summary")})
+                                         "dpo_eval_summary", "checkpoint_sweep", "run_history")})
     written = build_reports(inputs, Path(settings["out_dir"]), examples_per_cause=settings["examples_per_cause"],
                             settings=settings)
     cli.print_outputs("report_training", {name: str(path) for name, path in written.items()})

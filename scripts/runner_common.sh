@@ -89,6 +89,24 @@ final_complete() {
   uv run --frozen python -m ast_distill.runs complete "$1"
 }
 
+# The checkpoint a stage uses for a path: a checkpoint dir as given; a run dir's checkpoint-best (the sweep's
+# choice), else its checkpoint-final ("" when neither is complete).
+selected_checkpoint() {
+  uv run --frozen python -m ast_distill.runs selected "$1"
+}
+
+# The checkpoint sweep of a run dir (scripts/select_checkpoint.py) when sweep.enabled is true in the config:
+# val rows, one evaluation per checkpoint (resumable), the best copied to <run dir>/checkpoint-best.
+# Usage: sweep_run CONFIG RUN_DIR [flags for select_checkpoint.py...]
+sweep_run() {
+  local config="$1" run_dir="$2"; shift 2
+  if [ "$(config_value "$config" sweep enabled)" != "True" ]; then
+    echo "== sweep: off (sweep.enabled is false in $config): stages use $run_dir/checkpoint-final"
+    return 0
+  fi
+  uv run --frozen scripts/select_checkpoint.py --config "$config" --run-dir "$run_dir" "$@"
+}
+
 # Where runEvals.sh writes the untuned base's evaluation for an evaluation folder (runAlignment.sh reads it).
 baseline_eval_dir() {
   echo "$1-base"

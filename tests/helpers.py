@@ -150,3 +150,35 @@ def make_tiny_sentencepiece_base(tmp_path: str | Path) -> str:
     torch.manual_seed(1)
     build_scratch_model(tokenizer, **TINY_SIZES, max_position_embeddings=1024).save_pretrained(out)
     return str(out)
+
+
+def make_memorizing_student(tmp_path: str | Path, rows: list[dict[str, Any]], steps: int = 160) -> str:
+    """A tiny scratch student trained (plain AdamW, one row at a time) until it writes the gold AST of each of
+    `rows` for its prompt: a student that scores, for tests that need a right answer (~20 s for 6 rows)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ast_distill.canonical import render_ast
+    from ast_distill.student import prompt_text
+
+    path = make_tiny_student(Path(tmp_path) / "untrained")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    examples = []
+    for row in rows:
+        prompt = prompt_text(tokenizer, row["prompt"])
+        ids = tokenizer(prompt + render_ast(row["ast"]) + "<end_of_turn>", return_tensors="pt",
+                        add_special_tokens=False).input_ids
+        labels = ids.clone()
+        labels[:, :len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100  # learn the answer only
+        examples.append((ids, labels))
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        for ids, labels in examples:
+            model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    out = Path(tmp_path) / "memorizing_student"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)

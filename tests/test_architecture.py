@@ -11,11 +11,12 @@ from ast_distill.config import REPO_ROOT
 PACKAGE = REPO_ROOT / "src" / "ast_distill"
 # The stages: each turns files into files. Everything else is a library they share.
 STAGES = {"dataset", "corpus", "training", "evaluation", "predict", "alignment", "reporting", "benchmark",
-          "export", "gate"}
+          "export", "gate", "sweep"}
 # A stage may build on another only here (what and why).
 STAGE_DEPENDENCIES = {
     ("training", "corpus"),  # SFT records the schema_format its corpus was rendered with
     ("evaluation", "predict"),  # evaluation loads and runs the student as predict does
+    ("sweep", "evaluation"),  # each checkpoint is scored by the evaluation stage on the val rows
     ("alignment", "training"),  # DPO tokenizes its pairs as SFT does its rows
     ("export", "predict"), ("export", "evaluation"),  # the export is checked on d_05 rows as evaluation picks them
     ("benchmark", "dataset"), ("benchmark", "evaluation"), ("benchmark", "predict"), ("benchmark", "training"),

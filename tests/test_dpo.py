@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import make_tiny_corpus, make_tiny_lora_base, make_tiny_student
 
-from ast_distill import cli
+from ast_distill import cli, runs
 from ast_distill.alignment.dpo import build_dpo_trainer, load_dpo_start, load_pairs, to_preference_dataset
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.jsonl import read_json, read_jsonl, write_jsonl_atomic
@@ -65,10 +65,15 @@ def weights(model: Any) -> dict[str, torch.Tensor]:
 
 def test_dpo_on_scratch_student_moves_weights_and_grows_the_reward_margin(tmp_path: Path) -> None:
     student = make_tiny_student(tmp_path)
+    # Given the SFT run dir, DPO starts from its selected checkpoint (the sweep's checkpoint-best), not the final.
+    sft_run = tmp_path / "sft"
+    shutil.copytree(student, sft_run / "checkpoint-final")
+    runs.install_best(sft_run, student, {"source": "checkpoint-7"})
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     before = weights(load_student(student, device="cpu")[0])
     out = tmp_path / "dpo"
-    assert run_dpo(dpo_args(pairs, student, out)) == 0
+    assert run_dpo(dpo_args(pairs, str(sft_run), out)) == 0
+    assert read_json(out / "run_config.json")["alignment"]["adapter"] == str(sft_run / "checkpoint-best")
 
     model, _ = load_student(str(out / "checkpoint-final"), device="cpu")
     after = weights(model)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ast_distill import cli, gate
+from ast_distill import cli
 from ast_distill.config import REPO_ROOT
 from ast_distill.jsonl import read_jsonl, write_json_atomic
+from ast_distill.scoring import HEADLINE_FIGURES, headline_figures
 
 SCRIPT = REPO_ROOT / "scripts" / "check_quality.py"
 
@@ -92,5 +93,5 @@ def test_a_minimum_on_a_group_without_rows_fails_and_bad_input_is_exit_2(tmp_pat
 
 
 def test_figures_read_every_headline_rate_of_a_summary() -> None:
-    figures = gate.figures(summary("sha256:a", 0.5, 0.1))
-    assert set(figures) == set(gate.FIGURES) and figures["schema_valid"] == 1.0 and figures["refusal_recall"] == 0.5
+    figures = headline_figures(summary("sha256:a", 0.5, 0.1))
+    assert set(figures) == set(HEADLINE_FIGURES) and figures["schema_valid"] == 1.0 and figures["refusal_recall"] == 0.5

@@ -284,3 +284,36 @@ def test_the_report_puts_base_sft_and_dpo_side_by_side_seen_and_unseen_with_two_
     # queries only: a quarter of the rows are refusals, so 90 of the 120 seen rows; always refusing scores 0
     assert ("| schema seen, queries only | 0.100 ± 0.063 (n=90) | 0.500 ± 0.105 (n=90) | 0.600 ± 0.103 (n=90) "
             "| 0.000 |" in report)
+
+
+def test_the_report_shows_the_checkpoint_sweep_and_this_run_against_earlier_runs_on_the_same_rows(
+        run_layout: dict[str, Path]) -> None:
+    write_jsonl(run_layout["train"] / "training_metrics.jsonl", training_logs())
+    now = {**summary(0.6, 0.3, 0.5, 0.4, 0.45), "fingerprint": "sha256:cccccccccccccccc", "rows_digest": "sha256:r1"}
+    write_json(run_layout["eval"] / "evaluation_summary.json", now)
+    write_json(run_layout["train"] / "checkpoint_sweep.json", {
+        "selected": "checkpoint-20", "selected_step": 20, "ranking": [
+            {"name": "checkpoint-20", "step": 20, "n": 50, "semantic_pass_rate": 0.62, "schema_valid_rate": 1.0,
+             "query_semantic_match_rate": 0.55, "eval_loss": 0.71},
+            {"name": "checkpoint-final", "step": 40, "n": 50, "semantic_pass_rate": 0.58, "schema_valid_rate": 1.0,
+             "query_semantic_match_rate": 0.5, "eval_loss": 0.69}]})
+
+    def entry(fingerprint: str, rows: str, seen: float, passed: bool) -> dict[str, Any]:
+        return {"adapter": "runs/sft/checkpoint-best", "fingerprint": fingerprint, "rows_digest": rows,
+                "recorded_at": f"2026-11-{fingerprint[-2:]}", "passed": passed,
+                "figures": {"semantic_pass_seen": seen, "semantic_pass_unseen": 0.2, "query_semantic_match": 0.3,
+                            "schema_valid": 1.0}}
+    write_jsonl(run_layout["out"] / "run_history.jsonl", [
+        entry("sha256:aaaaaaaaaaaa01", "sha256:r1", 0.41, True), entry("sha256:bbbbbbbbbbbb02", "sha256:r0", 0.9, True),
+        entry("sha256:dddddddddddd03", "sha256:r1", 0.52, False)])
+
+    assert run_script(["--config", str(run_layout["config"])]) == 0
+    report = (run_layout["out"] / "report.md").read_text(encoding="utf-8")
+    sweep = report.split("## Checkpoint selection (the sweep)")[1].split("\n## ")[0]
+    assert "**checkpoint-20** (step 20)" in sweep and "| **checkpoint-20** | 20 | 0.620 | 1.000 | 0.550 | 0.7100 |" in sweep
+    trend = report.split("## This run against the previous runs")[1].split("\n## ")[0]
+    rows = [line for line in trend.splitlines() if line.startswith("| 2026") or line.startswith("| this report")]
+    assert [r.split("|")[1].strip() for r in rows] == ["2026-11-01", "2026-11-03", "this report"]
+    assert [r.split("|")[4].strip() for r in rows] == ["0.410", "0.520", "0.600"]  # semantic pass, seen
+    assert "Left out: 1 history entries made on other rows" in trend and "](trend.png)" in trend
+    assert (run_layout["out"] / "trend.png").read_bytes().startswith(PNG_MAGIC)

@@ -26,14 +26,15 @@ def _tiny_config(tmp: Path) -> Path:
         "scratch_hidden_size": 32, "scratch_num_layers": 2, "scratch_num_heads": 2, "scratch_num_kv_heads": 1,
         "scratch_head_dim": 16, "scratch_intermediate_size": 64, "scratch_vocab_size": 400})
     config["evaluation"].update({
-        "dataset": f"{out}/d_05.jsonl", "final_schemas": f"{out}/d_02.jsonl", "adapter": f"{out}/sft/checkpoint-final",
+        "dataset": f"{out}/d_05.jsonl", "final_schemas": f"{out}/d_02.jsonl", "adapter": f"{out}/sft",
         "out_dir": f"{out}/eval", "max_samples": 8, "max_new_tokens": 48, "batch_size": 8})
     config["alignment"].update({
         "eval_results": f"{out}/align/pref_eval/evaluation_results.jsonl",
         "eval_summary": f"{out}/align/pref_eval/evaluation_summary.json", "pairs_out": f"{out}/align/pairs.jsonl",
-        "adapter": f"{out}/sft/checkpoint-final", "output_dir": f"{out}/dpo", "pref_max_samples": 8,
+        "adapter": f"{out}/sft", "output_dir": f"{out}/dpo", "pref_max_samples": 8,
         "max_steps": 2, "save_steps": 1, "logging_steps": 1, "warmup_steps": 0, "batch_size": 2})
     config["reporting"]["out_dir"] = f"{out}/reports"
+    config["sweep"] = {"max_samples": 6}
     path = tmp / "tiny.json"
     path.write_text(json.dumps(config))
     return path
@@ -54,8 +55,14 @@ def test_runall_offline_runs_every_stage_then_resumes_with_nothing_left_to_do(tm
     for name in ("d_01.jsonl", "d_02.jsonl", "d_03.jsonl", "d_04.jsonl", "d_05.jsonl"):
         assert (out / name).stat().st_size > 0
     assert (out / "sft" / "checkpoint-final").is_dir()
+    for run in ("sft", "dpo"):  # each training is swept; later stages use its checkpoint-best
+        sweep = json.loads((out / run / "checkpoint_sweep.json").read_text())
+        assert len(sweep["ranking"]) >= 2 and all(c["n"] == 6 for c in sweep["ranking"])
+        assert (out / run / "checkpoint-best" / "selected.json").is_file()
     summary = json.loads((out / "eval" / "evaluation_summary.json").read_text())
-    assert summary["overall"]["n"] == 8
+    assert summary["overall"]["n"] == 8 and summary["adapter"] == str(out / "sft" / "checkpoint-best")
+    dpo_summary = json.loads((out / "eval-dpo" / "evaluation_summary.json").read_text())
+    assert dpo_summary["adapter"] == str(out / "dpo" / "checkpoint-best")
     assert (out / "reports" / "report.md").is_file()
     for stage in ("dataset", "training", "evaluation", "alignment"):
         assert (tmp_path / "logs" / f"{stage}.log").stat().st_size > 0

@@ -108,7 +108,7 @@ def test_metrics_on_hand_made_records() -> None:
     records = [
         record(semantic=True, verdict=True),  # right
         record(verdict=False),  # wrong meaning, valid
-        record(parsed=False, truncated=True),  # cut off
+        record(parsed=False, truncated=True) | {"retried": True},  # cut off, even with the bigger budget
         record(kind="refusal", student_ast=REFUSAL, semantic=True, verdict=True),  # refused rightly
         record(student_ast=REFUSAL, verdict=JUDGE_ERROR),  # refused wrongly; the judge failed
     ]
@@ -117,7 +117,8 @@ def test_metrics_on_hand_made_records() -> None:
     assert m == {"n": 5, "parsed_rate": 0.8, "schema_valid_rate": 0.8, "exact_match_rate": 0.4,
                  "semantic_match_rate": 0.4, "teacher_accept_rate": 0.4, "semantic_pass_rate": 0.4,
                  "query_semantic_match_rate": 0.25, "refusal_share": 0.2,  # 1 of 4 queries right; 1 refusal row
-                 "refusal_precision": 0.5, "refusal_recall": 1.0, "truncated_rate": 0.2, "judge_error_rate": 0.2}
+                 "refusal_precision": 0.5, "refusal_recall": 1.0, "truncated_rate": 0.2, "retried_rate": 0.2,
+                 "judge_error_rate": 0.2}
     empty = metrics([])
     assert empty["n"] == 0 and all(empty[key] is None for key in RATE_KEYS)
 

@@ -22,12 +22,13 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import dsl, student
+from .runs import resolve_checkpoint
 from .config import Config
 from .errors import UserError
 from .fingerprint import checkpoint_fingerprint, json_digest
@@ -46,8 +47,9 @@ SUMMARY_NAME = "evaluation_summary.json"
 # What made the rows: a rerun resumes a results file only when all of these agree with its checkpoint JSON.
 # The batch size is left out (greedy decoding does not depend on it), and so is the path of the checkpoint:
 # its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.
-RESUME_KEYS = ("fingerprint", "baseline", "constrained", "dynamic_int8", "max_new_tokens", "temperature", "top_p", "dataset",
-               "split", "max_samples", "sample_seed", "include_invalid", "rows_digest")
+RESUME_KEYS = ("fingerprint", "baseline", "constrained", "dynamic_int8", "max_new_tokens", "truncation_retry",
+               "temperature", "top_p", "dataset", "split", "max_samples", "sample_seed", "include_invalid",
+               "rows_digest")
 
 
 @dataclass(kw_only=True)
@@ -213,7 +215,7 @@ def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[st
     selected = {str(r["id"]): [r["prompt"], r["ast"], schemas[r["schema_id"]]] for r in rows}
     return {"fingerprint": checkpoint_fingerprint(model_path), "baseline": settings.baseline,
             "constrained": settings.constrained, "dynamic_int8": settings.dynamic_int8,
-            "max_new_tokens": settings.max_new_tokens,
+            "max_new_tokens": settings.max_new_tokens, "truncation_retry": settings.truncation_retry,
             "temperature": settings.temperature, "top_p": settings.top_p, "dataset": settings.dataset,
             "split": settings.split, "max_samples": settings.max_samples, "sample_seed": settings.sample_seed,
             "include_invalid": settings.include_invalid, "rows_digest": json_digest(selected)}
@@ -287,20 +289,45 @@ async def _generate_and_score(settings: EvalSettings, generator: StudentGenerato
                                      max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                      top_p=settings.top_p, desc="evaluating")
     for batch in batches:
+        batch, retried = retry_truncated(generator, batch, prompt_texts, constraints, settings)
         records = [score_output(todo[i], schemas[todo[i]["schema_id"]], gen, prompt_text=prompt_texts[i],
-                                constrained=settings.constrained) for i, gen in batch]
+                                constrained=settings.constrained) | {"retried": i in retried} for i, gen in batch]
         calls["generated"] += len(records)
         calls["judged"] += await judge_records(teacher, records, schemas)
         on_records(records)
     return calls
 
 
+def retry_truncated(generator: StudentGenerator, batch: list[tuple[int, Generation]], prompt_texts: Sequence[str],
+                    constraints: Sequence[dict[str, Any] | None], settings: EvalSettings,
+                    ) -> tuple[list[tuple[int, Generation]], set[int]]:
+    """Constrained outputs of a batch that reached max_new_tokens, generated once more with truncation_retry
+    times the budget (the retry's output replaces the first; its latency adds to it). Returns the batch and the
+    indices retried. A constrained output that stops early is valid JSON, so a truncation is the one failure a
+    bigger budget can turn into a right answer; free outputs that run on are usually loops and are left."""
+    budget = int(settings.max_new_tokens * settings.truncation_retry)
+    todo = [i for i, gen in batch if gen.truncated and constraints[i] is not None]
+    if budget <= settings.max_new_tokens or not todo:
+        return batch, set()
+    again: dict[int, Generation] = {}
+    for part in generator.generate_all([prompt_texts[i] for i in todo], [constraints[i] for i in todo],
+                                       batch_size=settings.batch_size, max_new_tokens=budget,
+                                       temperature=settings.temperature, top_p=settings.top_p, progress=False):
+        again.update((todo[j], gen) for j, gen in part)
+    merged = [(i, replace(again[i], latency_ms=gen.latency_ms + again[i].latency_ms) if i in again else gen)
+              for i, gen in batch]
+    return merged, set(todo)
+
+
 def run_evaluation(settings: EvalSettings, config: Config, *,
                    teacher: Teacher | None | str = "auto") -> dict[str, Any]:
     """Evaluate, resuming by id; returns the summary (also written to <out_dir>/evaluation_summary.json).
 
-    ``teacher``: "auto" builds the judge from the config; tests pass their own (or None).
+    ``teacher``: "auto" builds the judge from the config; tests pass their own (or None). A run dir as
+    ``settings.adapter`` means its selected checkpoint (runs.resolve_checkpoint), which the summary names.
     """
+    if not settings.gguf:
+        settings = replace(settings, adapter=resolve_checkpoint(settings.adapter))
     schemas = dsl.load_schemas(settings.final_schemas)
     rows = select_rows(read_jsonl(settings.dataset), schemas, split=settings.split,
                        include_invalid=settings.include_invalid, max_samples=settings.max_samples,

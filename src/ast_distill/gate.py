@@ -1,8 +1,8 @@
 """The quality gate: does this run's student reach the minimum rates, and is it no worse than the last one?
 
-It reads an evaluation summary (stage 6), takes its headline figures (``figures``: semantic pass on seen and
-unseen schemas, in English and French, query-only semantic match, schema validity, refusal recall), checks
-them against the ``gate`` section's minimums and against the previous run's figures (``max_drop``), and
+It reads an evaluation summary (stage 6), takes its headline figures (``scoring.headline_figures``: semantic
+pass on seen and unseen schemas, in English and French, query-only semantic match, schema validity, refusal
+recall), checks them against the ``gate`` section's minimums and against the previous run's figures (``max_drop``), and
 writes ``run_health.json`` beside the report. A run is "previous" when it evaluated the same checkpoint path
 on the same rows (same rows digest) with other weights (another fingerprint): comparing other rows, or the
 same weights again, would say nothing. Each gated run appends its figures to the run history (a JSONL file),
@@ -18,23 +18,24 @@ from typing import Any
 
 from .errors import UserError
 from .jsonl import read_json, read_jsonl, write_json_atomic, JsonlAppender
+from .runs import SWEEP_FILE
+from .scoring import headline_figures
 
-# figure name -> (summary group path, metric): what the gate and the trend read of a summary.
-FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
-    "semantic_pass_seen": (("by_schema", "seen"), "semantic_pass_rate"),
-    "semantic_pass_unseen": (("by_schema", "unseen"), "semantic_pass_rate"),
-    "semantic_pass_en": (("by_language", "en"), "semantic_pass_rate"),
-    "semantic_pass_fr": (("by_language", "fr"), "semantic_pass_rate"),
-    "query_semantic_match": (("overall",), "query_semantic_match_rate"),
-    "schema_valid": (("overall",), "schema_valid_rate"),
-    "refusal_recall": (("overall",), "refusal_recall"),
-}
 # gate setting -> the figure its minimum applies to
 MINIMUMS: dict[str, str] = {
     "min_semantic_pass_seen": "semantic_pass_seen", "min_semantic_pass_unseen": "semantic_pass_unseen",
     "min_query_semantic_match": "query_semantic_match", "min_schema_valid": "schema_valid",
     "min_refusal_recall": "refusal_recall",
 }
+HISTORY_NAME = "run_history.jsonl"
+HEALTH_NAME = "run_health.json"
+
+
+def history_path(config: Mapping[str, Any]) -> str:
+    """The run history the gate appends to and the report's trend reads: gate.history, else beside the report."""
+    return config["gate"]["history"] or str(Path(config["reporting"]["out_dir"]) / HISTORY_NAME)
+
+
 # the figures a drop against the previous run is checked on
 REGRESSION_FIGURES = ("semantic_pass_seen", "semantic_pass_unseen", "query_semantic_match", "schema_valid")
 
@@ -53,18 +54,6 @@ class Check:
         if self.name.startswith("drop"):
             return f"gate: {self.figure} fell by {shown} against the previous run, more than max_drop {self.limit}"
         return f"gate: {self.figure} is {shown}, below {self.name} {self.limit}"
-
-
-def figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """The headline figures of an evaluation summary (None where a group has no rows)."""
-    out: dict[str, float | None] = {}
-    for name, (path, metric) in FIGURES.items():
-        group: Any = summary
-        for key in path:
-            group = group.get(key, {}) if isinstance(group, Mapping) else {}
-        value = group.get(metric) if isinstance(group, Mapping) else None
-        out[name] = None if value is None else float(value)
-    return out
 
 
 def previous_run(history: list[dict[str, Any]], current: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -103,7 +92,8 @@ def run_gate(summary_path: str, history_path: str, health_path: str, limits: Map
         raise UserError(f"{summary_path} is not an evaluation summary (no 'overall'); pass the "
                         f"evaluation_summary.json that evaluate_student.py wrote")
     current = {"adapter": summary.get("adapter"), "fingerprint": summary.get("fingerprint"),
-               "rows_digest": summary.get("rows_digest"), "n": summary.get("n"), "figures": figures(summary)}
+               "rows_digest": summary.get("rows_digest"), "n": summary.get("n"),
+               "figures": headline_figures(summary)}
     history = read_jsonl(history_path, missing_ok=True)
     before = previous_run(history, current)
     checks = gate_checks(current["figures"], before["figures"] if before else None, limits)
@@ -115,7 +105,7 @@ def run_gate(summary_path: str, history_path: str, health_path: str, limits: Map
         "checkpoint": summary.get("adapter"), "backend": summary.get("backend", "transformers"),
         "n": summary.get("n"), "figures": current["figures"], "checks": [asdict(c) for c in checks],
         "previous_run": None if before is None else {k: before.get(k) for k in ("fingerprint", "recorded_at")},
-        "trend": trend, "limits": dict(limits), "artifacts": {"eval_summary": summary_path, **artifacts},
+        "trend": trend, "limits": dict(limits), "artifacts": {"eval_summary": summary_path, **artifacts, **sweep_of(summary.get("adapter"))},
     }
     write_json_atomic(health_path, health)
     if not any(e.get("fingerprint") == current["fingerprint"] and e.get("rows_digest") == current["rows_digest"]
@@ -124,6 +114,12 @@ def run_gate(summary_path: str, history_path: str, health_path: str, limits: Map
         with JsonlAppender(history_path) as out:
             out.write({**current, "recorded_at": health["checked_at"], "passed": health["passed"]})
     return health
+
+
+def sweep_of(checkpoint: str | None) -> dict[str, str]:
+    """{"checkpoint_sweep": path} when the gated checkpoint's run dir holds a sweep record, else {}."""
+    path = Path(str(checkpoint)).parent / SWEEP_FILE
+    return {"checkpoint_sweep": str(path)} if checkpoint and path.is_file() else {}
 
 
 def failed_lines(health: Mapping[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from . import dsl, student
 from .errors import UserError
 from .jsonl import read_json
 from .prompting import build_prompt
+from .runs import resolve_checkpoint
 from .scoring import parse_output
 
 if TYPE_CHECKING:  # torch and xgrammar load with the student, not when a script builds its parser
@@ -91,13 +92,16 @@ def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constra
             batch_size: int = 8, backend: str = "transformers") -> list[dict[str, Any]]:
     """One result per query: {query, ast (None unless parsed), raw, parsed, schema_valid, truncated}.
 
-    adapter: a checkpoint dir (LoRA adapter or full scratch model), or with backend "llamacpp" a GGUF file of an
-    export folder. schema: the DSL's JSON Schema.
+    adapter: a checkpoint dir (LoRA adapter or full scratch model) or a run dir (its selected checkpoint:
+    checkpoint-best, else checkpoint-final), or with backend "llamacpp" a GGUF file of an export folder.
+    schema: the DSL's JSON Schema.
     """
     dsl.check_json_schema(schema, "the schema")
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     # First: a path that is no checkpoint (or no GGUF) fails here, in one line.
+    if backend != "llamacpp":
+        adapter = resolve_checkpoint(adapter)
     generator = load_gguf_generator(adapter) if backend == "llamacpp" else load_generator(adapter, device)
     fmt = schema_format or trained_schema_format(adapter)
     return predict_with(generator, schema, queries, schema_format=fmt, constrained=constrained,

@@ -5,13 +5,18 @@ One home for the rules every caller needs, Python and the bash runners alike (``
   ``checkpoint-final/`` (the model or adapter + tokenizer, written beside and renamed into place, so it
   exists only when complete), ``training_metrics.jsonl`` and ``run_config.json``;
 - "latest checkpoint" = the newest checkpoint-N holding trainer_state.json (one the trainer can go on from);
-- "final checkpoint complete" = weights, a model/adapter config and a tokenizer config are all there.
+- "final checkpoint complete" = weights, a model/adapter config and a tokenizer config are all there;
+- ``checkpoint-best/`` (written by the checkpoint sweep, ``sweep.py``) is a copy of the checkpoint that scored
+  best on the val rows; a run's "selected checkpoint" is checkpoint-best when complete, else checkpoint-final.
+  Every stage given a run dir instead of a checkpoint dir uses the selected one (``resolve_checkpoint``); a new
+  training in the dir deletes the old selection first, so it never outlives the weights it was chosen among.
 
 Torch-free at import: the metrics callback imports transformers when it is built.
 
 Run as:
     uv run python -m ast_distill.runs latest outputs/student_runs/gemma3-270m     # prints the dir, or nothing
     uv run python -m ast_distill.runs complete outputs/student_runs/gemma3-270m   # exit 0 when checkpoint-final is complete
+    uv run python -m ast_distill.runs selected outputs/student_runs/gemma3-270m   # the checkpoint a stage would use
 """
 from __future__ import annotations
 
@@ -32,6 +37,11 @@ from .jsonl import JsonlAppender, read_jsonl, write_json_atomic, write_jsonl_ato
 from .provenance import provenance
 
 FINAL_DIR = "checkpoint-final"
+BEST_DIR = "checkpoint-best"
+SELECTION_FILE = "selected.json"  # in checkpoint-best: which checkpoint it copies, and the sweep's ranking
+SWEEP_FILE = "checkpoint_sweep.json"  # in the run dir: every candidate's val figures, best first
+# Trainer files a copied checkpoint does not need to generate (resuming uses the checkpoint-N itself).
+RESUME_ONLY_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 METRICS_FILE = "training_metrics.jsonl"
 RUN_CONFIG_FILE = "run_config.json"
 TRAINER_STATE = "trainer_state.json"
@@ -73,6 +83,63 @@ def final_checkpoint_complete(path: str | Path) -> bool:
     return (any((folder / name).is_file() for name in WEIGHT_FILES)
             and any((folder / name).is_file() for name in MODEL_CONFIGS)
             and (folder / "tokenizer_config.json").is_file())
+
+
+def saved_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The checkpoint-N dirs of a run that hold weights, oldest first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and checkpoint_step(p) >= 0
+             and any((p / name).is_file() for name in WEIGHT_FILES)]
+    return sorted(found, key=checkpoint_step)
+
+
+def selected_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint a stage uses from a run dir: checkpoint-best when complete, else checkpoint-final when
+    complete, else None."""
+    for name in (BEST_DIR, FINAL_DIR):
+        if final_checkpoint_complete(Path(run_dir) / name):
+            return Path(run_dir) / name
+    return None
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A training run's folder (it holds checkpoint-* dirs and no weights of its own), not a checkpoint."""
+    folder = Path(path)
+    return (folder.is_dir() and not any((folder / name).is_file() for name in WEIGHT_FILES)
+            and any(p.is_dir() and p.name.startswith("checkpoint-") for p in folder.iterdir()))
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint dir as given; a run dir -> its selected checkpoint (a UserError when none is complete)."""
+    if not is_run_dir(path):
+        return path
+    chosen = selected_checkpoint(path)
+    if chosen is None:
+        raise UserError(f"{path} is a run dir with no complete {BEST_DIR} or {FINAL_DIR}; finish its training "
+                        f"(rerun the runner to resume) or pass a checkpoint dir")
+    return str(chosen)
+
+
+def clear_selection(output_dir: str | Path) -> None:
+    """Forget the sweep's choice (checkpoint-best and checkpoint_sweep.json): the run's weights are changing."""
+    folder = Path(output_dir)
+    shutil.rmtree(folder / BEST_DIR, ignore_errors=True)
+    (folder / SWEEP_FILE).unlink(missing_ok=True)
+
+
+def install_best(run_dir: str | Path, source: str | Path, selection: Mapping[str, Any]) -> Path:
+    """Copy checkpoint ``source`` (without optimizer, scheduler and RNG states) to <run_dir>/checkpoint-best,
+    written beside and renamed into place, with ``selection`` as its selected.json."""
+    best = Path(run_dir) / BEST_DIR
+    partial = Path(run_dir) / (BEST_DIR + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(*RESUME_ONLY_FILES))
+    write_json_atomic(partial / SELECTION_FILE, dict(selection))
+    shutil.rmtree(best, ignore_errors=True)
+    os.replace(partial, best)
+    return best
 
 
 def trim_metrics(path: Path, last_step: int) -> None:
@@ -167,6 +234,7 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, run_config: d
     close the metrics log, record the outcome (final step, loss, wall time, the time budget's plan and the
     stage's own figures from ``outcome(wall_s)``), save checkpoint-final and record the run as "complete"."""
     write_json_atomic(output_dir / RUN_CONFIG_FILE, run_config)
+    clear_selection(output_dir)  # the sweep's old choice was made among weights this run replaces
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_dir)
@@ -184,13 +252,19 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, run_config: d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ask about a run dir (what the bash runners use).")
-    parser.add_argument("question", choices=("latest", "complete"),
+    parser.add_argument("question", choices=("latest", "complete", "selected"),
                         help="latest: print the newest resumable checkpoint-N (nothing when none); "
-                             "complete: exit 0 when <run dir>/checkpoint-final is complete, else 1")
+                             "complete: exit 0 when <run dir>/checkpoint-final is complete, else 1; "
+                             "selected: print the checkpoint a stage uses for this path (a run dir's "
+                             "checkpoint-best, else checkpoint-final, nothing when neither is complete; any other "
+                             "path as given)")
     parser.add_argument("run_dir")
     args = parser.parse_args(argv)
     if args.question == "latest":
         print(latest_checkpoint(args.run_dir) or "")
+        return 0
+    if args.question == "selected":
+        print(str(selected_checkpoint(args.run_dir) or "") if is_run_dir(args.run_dir) else args.run_dir)
         return 0
     return 0 if final_checkpoint_complete(Path(args.run_dir) / FINAL_DIR) else 1
 

@@ -25,7 +25,18 @@ CORRECTNESS_RATES: tuple[str, ...] = ("parsed_rate", "schema_valid_rate", "exact
 # query_semantic_match_rate and refusal_share keep the headline honest: every refusal means the same as every
 # other, so a student that always refuses scores refusal_share in semantic match while knowing nothing.
 RATE_KEYS: tuple[str, ...] = CORRECTNESS_RATES + ("query_semantic_match_rate", "refusal_share", "refusal_precision",
-                                                  "refusal_recall", "truncated_rate", "judge_error_rate")
+                                                  "refusal_recall", "truncated_rate", "retried_rate",
+                                                  "judge_error_rate")
+# The headline figures of a summary, name -> (group path, metric): what the gate checks and the trend tracks.
+HEADLINE_FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
+    "semantic_pass_seen": (("by_schema", "seen"), "semantic_pass_rate"),
+    "semantic_pass_unseen": (("by_schema", "unseen"), "semantic_pass_rate"),
+    "semantic_pass_en": (("by_language", "en"), "semantic_pass_rate"),
+    "semantic_pass_fr": (("by_language", "fr"), "semantic_pass_rate"),
+    "query_semantic_match": (("overall",), "query_semantic_match_rate"),
+    "schema_valid": (("overall",), "schema_valid_rate"),
+    "refusal_recall": (("overall",), "refusal_recall"),
+}
 # teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
 JUDGE_ERROR = "error"
 # Why a row failed, one cause per row (classify_failure checks them in its own order).
@@ -156,8 +167,21 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "refusal_precision": rate(both, said_refusal),
         "refusal_recall": rate(both, gold_refusals),
         "truncated_rate": rate(count(lambda r: r.get("truncated")), n),
+        "retried_rate": rate(count(lambda r: r.get("retried")), n),
         "judge_error_rate": rate(count(lambda r: r.get("teacher_verdict") == JUDGE_ERROR), n),
     }
+
+
+def headline_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The HEADLINE_FIGURES of an evaluation summary (None where a group has no rows)."""
+    out: dict[str, float | None] = {}
+    for name, (path, metric) in HEADLINE_FIGURES.items():
+        group: Any = summary
+        for key in path:
+            group = group.get(key, {}) if isinstance(group, Mapping) else {}
+        value = group.get(metric) if isinstance(group, Mapping) else None
+        out[name] = None if value is None else float(value)
+    return out
 
 
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..jsonl import read_json, read_jsonl, write_json_atomic
 from ..prompting import is_messages
 from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, point_adapter_at,
-                    resolve_resume, run_record, train_and_save)
+                    resolve_checkpoint, resolve_resume, run_record, train_and_save)
 from ..settings import AlignmentSettings, check_ranges
 from .. import student
 from ..student.models import (SCRATCH, StudentSetup, build_unsloth_lora_student, lora_config, parameter_counts,
@@ -279,6 +279,8 @@ def train_dpo(cfg: Mapping[str, Any], *, resume: str | None = None,
     With no pairs it trains nothing, writes nothing and returns {"trained": False}.
     """
     dpo_settings(cfg)
+    if cfg["adapter"]:  # a run dir means its selected checkpoint; run_config records the one used
+        cfg = {**cfg, "adapter": resolve_checkpoint(str(cfg["adapter"]))}
     pairs = load_pairs(cfg["pairs_out"])
     if not pairs:
         log(f"no pairs: nothing to train ({cfg['pairs_out']} is empty)")

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..jsonl import meta_path, read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..prompting import Messages, build_completion, is_messages
 from ..provenance import provenance
+from ..runs import resolve_checkpoint
 from ..scoring import teacher_accepted
 from ..settings import AlignmentSettings, check_ranges
 
@@ -164,7 +165,7 @@ def write_pairs(settings: Mapping[str, Any], *, resolved_config: Mapping[str, An
     if not records:
         raise UserError(f"{settings['eval_results']} holds no evaluation rows; run evaluate_student.py --split pref "
                         f"first")
-    tokenizer = load_tokenizer(str(settings["adapter"]))
+    tokenizer = load_tokenizer(resolve_checkpoint(str(settings["adapter"])))
     result = build_pairs(records, evaluated_prompts(records, settings.get("dataset")),
                          render=lambda messages: prompt_text(tokenizer, messages),
                          only_rejected=bool(settings["only_rejected"]), max_pairs=settings["max_pairs"],

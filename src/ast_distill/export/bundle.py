@@ -29,7 +29,7 @@ from ..jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from ..llamacpp import MERGED_DIR as MERGED
 from ..prompting import build_prompt
 from ..provenance import git_commit, library_versions
-from ..runs import final_checkpoint_complete
+from ..runs import selected_checkpoint
 from ..settings import ExportSettings
 from ..student.bases import MADE_BY, ensure_cached
 from . import llamacpp_tools, modelfile
@@ -54,13 +54,14 @@ def gguf_name(quant_type: str) -> str:
 
 
 def default_checkpoint(config: Mapping[str, Any]) -> str:
-    """The DPO student when its final checkpoint is complete, else the SFT student's final checkpoint."""
+    """The DPO student's selected checkpoint (checkpoint-best, else checkpoint-final) when DPO finished, else the
+    SFT student's."""
     for section in ("alignment", "training"):
-        candidate = Path(config[section]["output_dir"]) / "checkpoint-final"
-        if final_checkpoint_complete(candidate):
-            return str(candidate)
-    raise UserError(f"no complete checkpoint-final under {config['alignment']['output_dir']} nor "
-                    f"{config['training']['output_dir']}; train first or pass --checkpoint DIR")
+        chosen = selected_checkpoint(config[section]["output_dir"])
+        if chosen is not None:
+            return str(chosen)
+    raise UserError(f"no complete checkpoint-best or checkpoint-final under {config['alignment']['output_dir']} "
+                    f"nor {config['training']['output_dir']}; train first or pass --checkpoint DIR")
 
 
 def sentencepiece_model_of(checkpoint: str) -> Path | None:

@@ -25,6 +25,8 @@ class ReportInputs:
     dpo_training_metrics: Path | None = None
     dpo_eval_summary: Path | None = None
     dpo_eval_results: Path | None = None  # default: evaluation_results.jsonl beside dpo_eval_summary
+    checkpoint_sweep: Path | None = None  # the SFT run's checkpoint_sweep.json
+    run_history: Path | None = None  # the gate's run_history.jsonl
 
     def __post_init__(self) -> None:
         if self.dpo_eval_results is None and self.dpo_eval_summary is not None:
@@ -50,6 +52,8 @@ class LoadedInputs:
     dpo_logs: TrainingLogs | None = None
     dpo_summary: Summary | None = None
     dpo_results: list[dict[str, Any]] | None = None
+    sweep: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)  # what was skipped and why
 
 
@@ -120,6 +124,8 @@ def load_inputs(inputs: ReportInputs) -> LoadedInputs:
     loaded.dpo_logs = _load_optional(inputs.dpo_training_metrics, "DPO training metrics", load_training_logs,
                                      notes)
     loaded.dpo_summary = _load_optional(inputs.dpo_eval_summary, "DPO evaluation summary", load_summary, notes)
+    loaded.sweep = _load_optional(inputs.checkpoint_sweep, "Checkpoint sweep", read_json, notes)
+    loaded.history = _load_optional(inputs.run_history, "Run history", read_jsonl, notes)
     if loaded.dpo_summary is not None:
         loaded.dpo_results = _load_optional(inputs.dpo_eval_results, "DPO evaluation results", read_jsonl,
                                             notes)

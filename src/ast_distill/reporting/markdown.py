@@ -72,7 +72,7 @@ HOW_TO_READ_METRICS = (
     "share of rows whose gold is a refusal, which is what a student that always refuses scores in semantic "
     "match. *refusal precision*: of the outputs that refused, the share that "
     "should have; *refusal recall*: of the rows that called for a refusal, the share refused. *truncated*: "
-    "outputs cut off by the token budget. *judge errors*: rows the teacher could not judge (its call failed "
+    "outputs cut off by the token budget, after one retry with a bigger one (*retried*: the rows retried). *judge errors*: rows the teacher could not judge (its call failed "
     "after its retries); they count as neither accepted nor rejected. Seen schemas were trained on (new "
     "queries only); unseen schemas "
     "were never trained on, so the gap between the two columns is the generalisation gap."

@@ -1,5 +1,5 @@
-"""The reports' PNG plots (matplotlib, Agg): training curves, metric bars, DPO curves; ``draw_plots`` draws
-every plot the inputs allow."""
+"""The reports' PNG plots (matplotlib, Agg): training curves, metric bars, DPO curves, the trend across runs;
+``draw_plots`` draws every plot the inputs allow."""
 from __future__ import annotations
 
 import io
@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ..jsonl import write_bytes_atomic
 from ..scoring import CORRECTNESS_RATES
+from .history import TREND_FIGURES, trend_rows
 from .inputs import LoadedInputs, TrainingLogs
 from .summaries import METRIC_LABELS, Metrics, as_number, fmt_n, scope_metrics, series
 
@@ -168,6 +169,25 @@ def plot_dpo_rewards(logs: TrainingLogs, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_trend(rows: Sequence[Mapping[str, Any]], figures: Sequence[tuple[str, str]], path: Path) -> Path | None:
+    """The headline figures of each run (oldest first), one line per figure; None with fewer than two runs."""
+    if len(rows) < 2:
+        return None
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    runs = list(range(1, len(rows) + 1))
+    for name, label in figures:
+        points = [(x, as_number(r["figures"].get(name))) for x, r in zip(runs, rows)]
+        kept = [(x, y) for x, y in points if y is not None]
+        if kept:
+            _line(ax, [x for x, _ in kept], [y for _, y in kept], label=label)
+    _style_axis(ax, "Headline figures across runs (same rows)", "run (oldest first)", "rate")
+    ax.set_xticks(runs)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend()
+    return _save(fig, path)
+
+
 def draw_plots(loaded: LoadedInputs, out_dir: Path) -> dict[str, Path | None]:
     """Every plot the inputs allow; a plot whose data is missing maps to None."""
     summary = loaded.summary
@@ -194,6 +214,8 @@ def draw_plots(loaded: LoadedInputs, out_dir: Path) -> dict[str, Path | None]:
         plots["metrics_baseline_vs_student"] = plot_metric_bars(
             {"baseline (no adapter)": scope_metrics(loaded.baseline, ("overall",)), "student": overall},
             out_dir / "metrics_baseline_vs_student.png", "Base model vs distilled student (all rows)")
+    trend, _ = trend_rows(loaded.history or [], summary)
+    plots["trend"] = plot_trend(trend, TREND_FIGURES, out_dir / "trend.png")
     if loaded.dpo_logs is not None:
         plots["dpo_loss"] = plot_dpo_loss(loaded.dpo_logs, out_dir / "dpo_loss.png")
         plots["dpo_rewards"] = plot_dpo_rewards(loaded.dpo_logs, out_dir / "dpo_rewards.png")

@@ -14,7 +14,8 @@ METRIC_LABELS: dict[str, str] = {
     "semantic_match_rate": "semantic match", "teacher_accept_rate": "teacher accept",
     "semantic_pass_rate": "semantic pass", "query_semantic_match_rate": "semantic match, queries only",
     "refusal_share": "refusal share (always refusing scores this)", "refusal_precision": "refusal precision",
-    "refusal_recall": "refusal recall", "truncated_rate": "truncated", "judge_error_rate": "judge errors",
+    "refusal_recall": "refusal recall", "truncated_rate": "truncated (after the retry)",
+    "retried_rate": "retried with a bigger budget", "judge_error_rate": "judge errors",
 }
 # Where each slice of rows lives in evaluation_summary.json.
 SCOPES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..hardware import machine_line
 from ..scoring import FAILURE_CAUSES, classify_failure
+from .history import sweep_section, trend_rows, trend_section
 from .inputs import LoadedInputs, ReportInputs, TrainingLogs
 from .markdown import (HOW_TO_READ_FAILURES, HOW_TO_READ_METRICS, HOW_TO_READ_TRAINING, code, image, json_text,
                        metrics_table, provenance_section, table, yes_no)
@@ -222,6 +223,7 @@ def render_report(inputs: ReportInputs, loaded: LoadedInputs, plots: Mapping[str
     lines = [f"# Student report: {name}", ""]
     _inputs_section(lines, inputs, loaded)
     _training_section(lines, loaded.sft_logs, plots)
+    sweep_section(lines, loaded.sweep)
     _evaluation_section(lines, loaded.summary, loaded.results, plots)
     overall = scope_metrics(loaded.summary, ("overall",))
     _comparison_section(
@@ -242,6 +244,8 @@ def render_report(inputs: ReportInputs, loaded: LoadedInputs, plots: Mapping[str
         "is what distillation bought.")
     _versions_section(lines, {"base (no adapter)": loaded.baseline, "SFT": loaded.summary,
                               "SFT + DPO": loaded.dpo_summary})
+    trend, left_out = trend_rows(loaded.history or [], loaded.summary)
+    trend_section(lines, trend, left_out, plots.get("trend"))
     _failures_section(lines, loaded.results, examples_per_cause)
     provenance_section(lines, provenance)
     return "\n".join(lines)

@@ -13,7 +13,8 @@ from .generated import (DEFAULTS_COMMENT, DEFAULTS_PATH, README_BEGIN, README_EN
                         WRITE_COMMAND, defaults_json, main, readme_tables, readme_with_tables, stale_files)
 from .loader import check_ranges, check_value, load_settings, overlay, read_json_object
 from .sections import (SECTIONS, AlignmentSettings, DatasetGenerationSettings, EvaluationSettings,
-                       ExportSettings, GateSettings, ReportingSettings, Settings, TeacherSettings, TrainingSettings, flag_name, setting)
+                       ExportSettings, GateSettings, ReportingSettings, Settings, SweepSettings, TeacherSettings, TrainingSettings, flag_name,
+                       setting)
 from .types import (Optimizer, Range, SchemaFormat, Switch, TeacherBackend, TrainingBackend, allowed_types,
                     choices, field_type, type_name, type_ok)
 
@@ -23,7 +24,7 @@ __all__ = [
     "check_ranges", "check_value", "load_settings", "overlay", "read_json_object",
     "SECTIONS", "AlignmentSettings", "DatasetGenerationSettings", "EvaluationSettings", "ExportSettings", "GateSettings",
     "ReportingSettings",
-    "Settings", "TeacherSettings", "TrainingSettings", "flag_name", "setting",
+    "Settings", "SweepSettings", "TeacherSettings", "TrainingSettings", "flag_name", "setting",
     "Optimizer", "Range", "SchemaFormat", "Switch", "TeacherBackend", "TrainingBackend", "allowed_types",
     "choices", "field_type", "type_name", "type_ok",
 ]

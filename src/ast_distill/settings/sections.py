@@ -327,7 +327,8 @@ class EvaluationSettings:
         "outputs/d_02_final_schemas.jsonl", "the d_02 schemas file the rows refer to", flag="--schemas",
         group="inputs", metavar="FILE")
     adapter: str | None = setting(
-        None, "the student checkpoint to evaluate: a LoRA adapter or a full (scratch) model folder",
+        None, "the student to evaluate: a checkpoint dir (a LoRA adapter or a full model folder) or a training "
+        "run dir, which means its selected checkpoint (checkpoint-best from the sweep, else checkpoint-final)",
         group="inputs")
     out_dir: str = setting(
         "outputs/student_runs/eval", "folder for evaluation_results.jsonl and evaluation_summary.json",
@@ -354,6 +355,11 @@ class EvaluationSettings:
         False, "also evaluate rows whose gold AST is invalid", group="inputs")
     constrained: bool = setting(
         True, "schema-constrained decoding: the row's JSON Schema as a grammar (xgrammar)", group="decoding")
+    truncation_retry: float = setting(
+        2.0, "a constrained output that reaches `max_new_tokens` is generated once more with this many times the "
+        "budget, so a long but right answer is not scored as a failure (1 = no retry); rows retried are counted "
+        "(`retried_rate`), and `truncated` then means truncated after the retry", group="decoding",
+        limits=Range(at_least=1))
     dynamic_int8: bool = setting(
         False, "CPU only: decode with every linear layer's weights quantized to int8 (quantize_dynamic); ~2x "
         "faster for the Gemma student on an AVX2 CPU, but the outputs change, so the scores are the int8 model's",
@@ -368,6 +374,28 @@ class EvaluationSettings:
         True, "resume by id when the checkpoint's fingerprint, the decoding settings and the selected rows are "
         "those the results were made with, else start over, saying which differ; false always starts over (which "
         "also judges rows whose verdict is `error` again)", group="outputs")
+
+
+@_section("sweep", "checkpoint selection, after SFT and after DPO")
+class SweepSettings:
+    """
+    The checkpoint sweep: every kept checkpoint-N of a run and its checkpoint-final are scored on `val` rows
+    (seen schemas, never test rows) with the evaluation's decoding and judge, ranked by semantic pass rate, then
+    schema-valid rate, then eval_loss, and the winner is copied to `checkpoint-best`, which every later stage
+    uses when it is given the run dir. runTraining.sh and runAlignment.sh run it after training.
+    """
+
+    enabled: bool = setting(
+        True, "run the sweep after SFT and after DPO in the runners (false: stages use checkpoint-final)",
+        group="selection")
+    dataset: str | None = setting(
+        None, "rows to score (null: `training.training_corpus`); only its `val` rows are used", group="inputs")
+    max_samples: int | None = setting(
+        100, "val rows scored per checkpoint, a seeded sample (`evaluation.sample_seed`; null = all)",
+        group="selection", limits=Range(at_least=1, note=" (null = all)"))
+    top_k: int | None = setting(
+        None, "after the sweep keep only the K best checkpoint-N folders on disk (null = keep all; the newest, "
+        "which training resumes from, is always kept)", group="selection", limits=Range(at_least=1))
 
 
 @_section("alignment", "stages 7 and 8")
@@ -386,8 +414,9 @@ class AlignmentSettings:
         "outputs/student_runs/alignment/dpo_pairs.jsonl", "chosen/rejected pairs JSONL (stage 7 writes it, "
         "stage 8 trains on it)", flag="--pairs", group="inputs and outputs")
     adapter: str = setting(
-        "outputs/student_runs/gemma3-270m/checkpoint-final", "the SFT result DPO starts from (a LoRA adapter or a "
-        "full model folder); its chat template renders each pair's prompt", group="inputs and outputs")
+        "outputs/student_runs/gemma3-270m", "the SFT result DPO starts from: a checkpoint dir (a LoRA adapter or a "
+        "full model folder) or the SFT run dir, meaning its selected checkpoint (checkpoint-best, else "
+        "checkpoint-final); its chat template renders each pair's prompt", group="inputs and outputs")
     output_dir: str = setting(
         "outputs/student_runs/gemma3-270m-dpo", "run folder of the aligned student: checkpoints, metrics, "
         "run_config.json", group="inputs and outputs")
@@ -466,9 +495,9 @@ class ExportSettings:
     """
 
     checkpoint: str | None = setting(
-        None, "the checkpoint to export, a LoRA adapter or a full model folder (null: the DPO student "
-        "`alignment.output_dir`/checkpoint-final when complete, else the SFT student "
-        "`training.output_dir`/checkpoint-final)", group="inputs")
+        None, "the checkpoint to export, a LoRA adapter or a full model folder, or a run dir (its selected "
+        "checkpoint) (null: the DPO student's selected checkpoint in `alignment.output_dir` when complete, else "
+        "the SFT student's in `training.output_dir`)", group="inputs")
     final_schemas: str = setting(
         "outputs/d_02_final_schemas.jsonl", "the d_02 schemas file: the Modelfiles' schemas and the verified rows'",
         flag="--schemas", group="inputs", metavar="FILE")
@@ -533,7 +562,8 @@ class GateSettings:
 
 
 SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
-    TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, AlignmentSettings,
+    TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, SweepSettings,
+    AlignmentSettings,
     ReportingSettings, ExportSettings, GateSettings)}
 
 
@@ -547,6 +577,7 @@ class Settings:
         dataset_generation (`DatasetGenerationSettings`): stages 1 to 4.
         training (`TrainingSettings`): SFT (stage 5).
         evaluation (`EvaluationSettings`): stage 6.
+        sweep (`SweepSettings`): checkpoint selection, after SFT and after DPO.
         alignment (`AlignmentSettings`): stages 7 and 8.
         reporting (`ReportingSettings`): stage 9.
         export (`ExportSettings`): stage 10.
@@ -557,6 +588,7 @@ class Settings:
     dataset_generation: DatasetGenerationSettings = field(default_factory=DatasetGenerationSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    sweep: SweepSettings = field(default_factory=SweepSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     reporting: ReportingSettings = field(default_factory=ReportingSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
