@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..failures import failure_profile
 from ..hardware import machine_line
 from ..scoring import FAILURE_CAUSES, classify_failure
 from .history import sweep_section, trend_rows, trend_section
@@ -177,6 +178,7 @@ def _failures_section(lines: list[str], results: list[dict[str, Any]] | None, pe
     lines += table(["cause", "rows", "share of all rows"],
                     [[cause, len(rows), fmt_rate(len(rows) / len(results)) if results else "n/a"]
                      for cause, rows in by_cause.items()])
+    _wrong_parts(lines, by_cause["wrong meaning"])
     for cause, rows in by_cause.items():
         if not rows:
             continue
@@ -189,6 +191,22 @@ def _failures_section(lines: list[str], results: list[dict[str, Any]] | None, pe
                       f"  - {label}: {code(json_text(expected))}",
                       f"  - student: {code(record.get('student_raw', ''))}"]
         lines.append("")
+
+
+def _wrong_parts(lines: list[str], wrong: list[dict[str, Any]]) -> None:
+    """Where the valid but wrong answers differ from the gold, and the fields and operators most involved."""
+    if not wrong:
+        return
+    profile = failure_profile(wrong)
+    lines += [f"Of the {len(wrong)} *wrong meaning* rows, the part of the AST that differs from the gold (a row "
+              f"may differ in several): the filter names other **fields**, uses another **operator** or "
+              f"**value** on a field both name, joins its conditions another way (**logic**), or a clause "
+              f"differs.", ""]
+    lines += table(["part", "rows"], [[part, n] for part, n in profile["by_part"].items()])
+    top_fields = ", ".join(f"`{name}` ({n})" for name, n in list(profile["fields"].items())[:8]) or "none"
+    top_ops = ", ".join(f"`{name}` ({n})" for name, n in list(profile["operators"].items())[:8]) or "none"
+    lines += [f"Fields the gold of those rows filters on, most frequent first: {top_fields}. Operators: "
+              f"{top_ops}.", ""]
 
 
 def _inputs_section(lines: list[str], inputs: ReportInputs, loaded: LoadedInputs) -> None:
