@@ -176,3 +176,22 @@ def test_an_adapter_dir_that_is_not_a_checkpoint_exits_2_in_one_line(tmp_path: P
         assert run_cli(["--adapter", adapter, "--schema", schema_file, "--query", "x"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("error:") and "checkpoint" in err
+
+
+def test_a_draft_07_schema_is_checked_by_its_own_draft_and_its_tuples_decode_under_constraints(
+        tmp_path: Path) -> None:
+    from ast_distill.generation import grammar_schema
+
+    point = {"type": "array", "items": [{"type": "number"}, {"type": "string", "maxLength": 4}],
+             "additionalItems": False, "minItems": 2}
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+              "properties": {"pt": point}, "required": ["pt"], "additionalProperties": False}
+    dsl.check_json_schema(schema, "point.json")  # tuple-form items: valid in draft 7, not in 2020-12
+    with pytest.raises(UserError, match="not a valid JSON Schema at properties/pt/items"):
+        dsl.check_json_schema({k: v for k, v in schema.items() if k != "$schema"}, "point.json")
+    assert dsl.validation_error(schema, {"pt": [1.5, "a"]}) is None
+    assert dsl.validation_error(schema, {"pt": [1.5, "a", 3]}) is not None  # additionalItems: false
+    assert grammar_schema(schema)["properties"]["pt"] == {"type": "array", "prefixItems": [
+        {"type": "number"}, {"type": "string"}], "items": False, "minItems": 2}
+    result = predict(make_tiny_student(tmp_path), schema, ["a point"], max_new_tokens=12)[0]
+    assert result["raw"].startswith('{"pt":[')  # xgrammar read the tuple (it rejects a list under items)

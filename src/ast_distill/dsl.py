@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from .errors import UserError
 from .jsonl import read_json, read_jsonl
@@ -77,12 +78,18 @@ def load_catalog(path: str | Path) -> list[Operator]:
     return catalog
 
 
+def validator_class(schema: dict[str, Any]) -> type[Validator]:
+    """The jsonschema validator of the draft the schema's own `$schema` names (draft 2020-12 when it names none):
+    a draft-07 schema's tuple-form `items: [...]` is valid there and not in 2020-12."""
+    return jsonschema.validators.validator_for(schema, default=Draft202012Validator)
+
+
 def check_json_schema(schema: Any, where: str) -> None:
-    """A one-line UserError unless `schema` is a valid JSON Schema (draft 2020-12)."""
+    """A one-line UserError unless `schema` is a valid JSON Schema of its draft (`$schema`; default 2020-12)."""
     if not isinstance(schema, dict):
         raise UserError(f"{where}: a JSON Schema must be a JSON object")
     try:
-        Draft202012Validator.check_schema(schema)
+        validator_class(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         path = "/".join(str(p) for p in exc.path) or "(root)"
         raise UserError(f"{where}: not a valid JSON Schema at {path}: {exc.message}") from None
@@ -247,11 +254,12 @@ def schema_fields(schema: dict[str, Any]) -> list[FieldInfo] | None:
 
 
 @lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+def _validator(schema_json: str) -> Validator:
+    schema = json.loads(schema_json)
+    return validator_class(schema)(schema)
 
 
-def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+def validator_for(schema: dict[str, Any]) -> Validator:
     return _validator(json.dumps(schema, sort_keys=True))
 
 

@@ -68,21 +68,26 @@ _LITERALS = frozenset({"enum", "const", "default", "examples"})
 
 def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The copy of `schema` that the decoding grammar is compiled from: properties in render_ast's order,
-    no maxLength."""
+    no maxLength, draft-07 tuples (`items: [...]`, `additionalItems`) written as 2020-12's `prefixItems` and
+    `items`, the only form xgrammar reads (it rejects a list under `items`)."""
     return in_render_order(_without_keywords(schema, _UNCOMPILED_KEYWORDS))
 
 
 def _without_keywords(schema: Any, keywords: frozenset[str]) -> Any:
-    """A copy of a JSON Schema with `keywords` removed from every subschema (names and literals kept)."""
+    """A copy of a JSON Schema with `keywords` removed from every subschema (names and literals kept) and
+    draft-07 tuple arrays in 2020-12 form."""
     if isinstance(schema, list):
         return [_without_keywords(item, keywords) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
+    tuple_form = isinstance(schema.get("items"), list)
     for key, value in schema.items():
         if key in keywords:
             continue
-        if key in _LITERALS:
+        if tuple_form and key in ("items", "additionalItems"):
+            out["prefixItems" if key == "items" else "items"] = _without_keywords(value, keywords)
+        elif key in _LITERALS:
             out[key] = value
         elif key in _NAME_MAPS and isinstance(value, dict):
             out[key] = {name: _without_keywords(sub, keywords) for name, sub in value.items()}
