@@ -20,6 +20,7 @@ from ast_distill.config import flag_settings, load_config
 from ast_distill.jsonl import write_json_atomic
 from ast_distill.errors import UserError
 from ast_distill.provenance import provenance
+from ast_distill.runs import resolve_checkpoint
 from ast_distill.settings import EvaluationSettings
 
 
@@ -46,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
     if not adapter or not Path(adapter).is_dir():
         raise UserError(f"no trained student at {adapter!r}: run ./runAll.sh --config config/offline.json "
                         f"--with-training first, or pass --adapter")
+    adapter = resolve_checkpoint(adapter)  # a run dir: its selected checkpoint
     if args.gguf and not Path(args.gguf).is_file():
         raise UserError(f"--gguf {args.gguf} is not a file; pass a GGUF written by scripts/export_student.py")
     cli.print_settings("benchmark", {"config": args.config, "adapter": adapter, "gguf": args.gguf,
