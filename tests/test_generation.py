@@ -176,3 +176,20 @@ def test_grammar_schema_drops_max_length_only_where_it_is_a_keyword() -> None:
                                       "properties": {"kind": {"enum": [{"maxLength": 2}]},
                                                      "maxLength": {"type": "string", "minLength": 1}}}
     assert schema["properties"]["maxLength"]["maxLength"] == 3  # the caller's schema is left whole
+
+
+def test_an_unbounded_number_is_bounded_in_the_grammar_so_a_repeating_student_still_ends_valid(
+        generator: StudentGenerator) -> None:
+    from ast_distill.generation import NUMBER_BOUND
+
+    schema = {"type": "object", "required": ["a", "b", "c"], "additionalProperties": False,
+              "properties": {"a": {"type": "number"}, "b": {"type": ["integer", "null"], "minimum": 0},
+                             "c": {"type": "integer", "exclusiveMaximum": 7}}}
+    props = grammar_schema(schema)["properties"]
+    assert props["a"] == {"type": "number", "maximum": NUMBER_BOUND, "minimum": -NUMBER_BOUND}
+    assert props["b"] == {"type": ["integer", "null"], "minimum": 0, "maximum": NUMBER_BOUND}  # its own bound kept
+    assert props["c"] == {"type": "integer", "exclusiveMaximum": 7, "minimum": -NUMBER_BOUND}
+    assert "maximum" not in schema["properties"]["a"]  # validation still uses the schema as written
+    # The tiny untrained student repeats a digit ("4444..."): bounded, its number ends and the output validates.
+    [(_, gen)] = next(generator.generate_all(["x"], [schema], batch_size=1, max_new_tokens=80, progress=False))
+    assert not gen.truncated and dsl.validation_error(schema, json.loads(gen.text)) is None

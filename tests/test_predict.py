@@ -180,7 +180,7 @@ def test_an_adapter_dir_that_is_not_a_checkpoint_exits_2_in_one_line(tmp_path: P
 
 def test_a_draft_07_schema_is_checked_by_its_own_draft_and_its_tuples_decode_under_constraints(
         tmp_path: Path) -> None:
-    from ast_distill.generation import grammar_schema
+    from ast_distill.generation import NUMBER_BOUND, grammar_schema
 
     point = {"type": "array", "items": [{"type": "number"}, {"type": "string", "maxLength": 4}],
              "additionalItems": False, "minItems": 2}
@@ -192,6 +192,7 @@ def test_a_draft_07_schema_is_checked_by_its_own_draft_and_its_tuples_decode_und
     assert dsl.validation_error(schema, {"pt": [1.5, "a"]}) is None
     assert dsl.validation_error(schema, {"pt": [1.5, "a", 3]}) is not None  # additionalItems: false
     assert grammar_schema(schema)["properties"]["pt"] == {"type": "array", "prefixItems": [
-        {"type": "number"}, {"type": "string"}], "items": False, "minItems": 2}
+        {"type": "number", "maximum": NUMBER_BOUND, "minimum": -NUMBER_BOUND}, {"type": "string"}],
+        "items": False, "minItems": 2}
     result = predict(make_tiny_student(tmp_path), schema, ["a point"], max_new_tokens=12)[0]
     assert result["raw"].startswith('{"pt":[')  # xgrammar read the tuple (it rejects a list under items)

@@ -47,9 +47,9 @@ SUMMARY_NAME = "evaluation_summary.json"
 # What made the rows: a rerun resumes a results file only when all of these agree with its checkpoint JSON.
 # The batch size is left out (greedy decoding does not depend on it), and so is the path of the checkpoint:
 # its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.
-RESUME_KEYS = ("fingerprint", "baseline", "constrained", "dynamic_int8", "max_new_tokens", "truncation_retry",
-               "temperature", "top_p", "dataset", "split", "max_samples", "sample_seed", "include_invalid",
-               "rows_digest")
+RESUME_KEYS = ("fingerprint", "baseline", "constrained", "grammar_rules", "dynamic_int8", "max_new_tokens",
+               "truncation_retry", "temperature", "top_p", "dataset", "split", "max_samples", "sample_seed",
+               "include_invalid", "rows_digest")
 
 
 @dataclass(kw_only=True)
@@ -213,8 +213,11 @@ def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[st
     # The rows as the evaluation reads them (prompt, gold AST, schema), so rows regenerated under the same ids
     # or a changed schemas file also count as other rows.
     selected = {str(r["id"]): [r["prompt"], r["ast"], schemas[r["schema_id"]]] for r in rows}
+    from .generation import GRAMMAR_RULES  # here: torch and xgrammar load when a run decodes
+
     return {"fingerprint": checkpoint_fingerprint(model_path), "baseline": settings.baseline,
-            "constrained": settings.constrained, "dynamic_int8": settings.dynamic_int8,
+            "constrained": settings.constrained, "grammar_rules": GRAMMAR_RULES if settings.constrained else None,
+            "dynamic_int8": settings.dynamic_int8,
             "max_new_tokens": settings.max_new_tokens, "truncation_retry": settings.truncation_retry,
             "temperature": settings.temperature, "top_p": settings.top_p, "dataset": settings.dataset,
             "split": settings.split, "max_samples": settings.max_samples, "sample_seed": settings.sample_seed,
