@@ -63,9 +63,7 @@ CORPUS="${CFG[5]}"; SFT_EVAL_DIR="${CFG[6]}"; DPO_EVAL_DIR="${SFT_EVAL_DIR%/}-dp
 
 [ -e "$ADAPTER" ] || { echo "error: runAlignment.sh: SFT checkpoint '$ADAPTER' does not exist; run ./runTraining.sh --config $CONFIG first (or pass --adapter DIR)" >&2; exit 2; }
 # A run dir means its selected checkpoint: every step below uses that one checkpoint.
-SELECTED="$(selected_checkpoint "$ADAPTER")"
-[ -n "$SELECTED" ] || { echo "error: runAlignment.sh: '$ADAPTER' is a run dir with no complete checkpoint-best or checkpoint-final; finish its training (./runTraining.sh --config $CONFIG resumes it)" >&2; exit 2; }
-ADAPTER="$SELECTED"
+ADAPTER="$(checkpoint_to_use runAlignment.sh "$ADAPTER" "$CONFIG")" || exit 2
 [ -f "$CORPUS" ] || { echo "error: runAlignment.sh: training corpus '$CORPUS' does not exist; run ./runDatasetGeneration.sh --config $CONFIG first" >&2; exit 2; }
 
 # An LLM teacher that does not answer stops the stage here, in one line.

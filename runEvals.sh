@@ -48,9 +48,7 @@ ensure_env
 [ -n "$ADAPTER" ] || ADAPTER="$(config_value "$CONFIG" evaluation adapter)"
 [ -n "$ADAPTER" ] || { echo "error: runEvals.sh: no checkpoint to evaluate: pass --adapter DIR or set" \
   "evaluation.adapter in $CONFIG" >&2; exit 2; }
-SELECTED="$(selected_checkpoint "$ADAPTER")"
-[ -n "$SELECTED" ] || { echo "error: runEvals.sh: '$ADAPTER' is a run dir with no complete checkpoint-best or checkpoint-final; finish its training (./runTraining.sh --config $CONFIG resumes it)" >&2; exit 2; }
-ADAPTER="$SELECTED"
+ADAPTER="$(checkpoint_to_use runEvals.sh "$ADAPTER" "$CONFIG")" || exit 2
 [ -n "$OUT_DIR" ] || OUT_DIR="$(config_value "$CONFIG" evaluation out_dir)"
 OUT_DIR="${OUT_DIR%/}"
 DPO_DIR="$(config_value "$CONFIG" alignment output_dir)"

@@ -24,7 +24,7 @@ from pathlib import Path
 from ast_distill import cli
 from ast_distill.config import flag_settings, judge_teacher_model, load_config
 from ast_distill.errors import UserError
-from ast_distill.evaluation import RESULTS_NAME, EvalSettings, format_table, run_evaluation
+from ast_distill.evaluation import RESULTS_NAME, EvalSettings, format_table, progress_path, run_evaluation
 from ast_distill.records import SPLITS
 from ast_distill.settings import EvaluationSettings, check_ranges
 
@@ -66,7 +66,7 @@ def settings_from(args: argparse.Namespace, config: dict) -> EvalSettings:
     else:
         out_dir = config["evaluation"]["out_dir"]
     eval_results = args.eval_results or str(Path(out_dir) / RESULTS_NAME)
-    checkpoint = args.checkpoint_path or str(Path(eval_results).with_suffix(".checkpoint.json"))
+    checkpoint = args.checkpoint_path or progress_path(eval_results)
     # One rule with teachers.check, which tests this same model before a run (None: the built-in teacher).
     teacher_model = judge_teacher_model(args.teacher_model, config)
     return EvalSettings(**values, out_dir=out_dir, eval_results=eval_results, checkpoint_path=checkpoint,

@@ -95,6 +95,19 @@ selected_checkpoint() {
   uv run --frozen python -m ast_distill.runs selected "$1"
 }
 
+# The checkpoint a runner goes on with: selected_checkpoint, or one error line (exit 2) for a run dir whose
+# training has not finished. Usage: ADAPTER="$(checkpoint_to_use RUNNER PATH CONFIG)" || exit 2
+checkpoint_to_use() {
+  local chosen
+  chosen="$(selected_checkpoint "$2")"
+  if [ -z "$chosen" ]; then
+    echo "error: $1: '$2' is a run dir with no complete checkpoint-best or checkpoint-final; finish its" \
+      "training (./runTraining.sh --config $3 resumes it)" >&2
+    return 2
+  fi
+  echo "$chosen"
+}
+
 # The checkpoint sweep of a run dir (scripts/select_checkpoint.py) when sweep.enabled is true in the config:
 # val rows, one evaluation per checkpoint (resumable), the best copied to <run dir>/checkpoint-best.
 # Usage: sweep_run CONFIG RUN_DIR [flags for select_checkpoint.py...]

@@ -44,6 +44,11 @@ if TYPE_CHECKING:  # torch and xgrammar load when a run decodes, not when a scri
 
 RESULTS_NAME = "evaluation_results.jsonl"
 SUMMARY_NAME = "evaluation_summary.json"
+
+
+def progress_path(eval_results: str | Path) -> str:
+    """The progress checkpoint JSON of a results file: <results>.checkpoint.json beside it."""
+    return str(Path(eval_results).with_suffix(".checkpoint.json"))
 # What made the rows: a rerun resumes a results file only when all of these agree with its checkpoint JSON.
 # The batch size is left out (greedy decoding does not depend on it), and so is the path of the checkpoint:
 # its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.

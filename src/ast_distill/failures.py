@@ -10,7 +10,7 @@ asked for more rows aimed at the failures is told. Torch-free.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -95,21 +95,23 @@ def count(values: Iterable[str]) -> dict[str, int]:
 def failure_profile(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """{rows, failed, by_cause, by_part, by_schema: {schema_id: {rows, failed, by_cause, by_part, fields,
     operators}}}: the failed rows of ``records`` summed up."""
-    details = [(record, failure_detail(record)) for record in records]
-    failed = [(record, detail) for record, detail in details if detail is not None]
+    rows_of: dict[str, int] = defaultdict(int)
+    failed_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        schema_id = str(record.get("schema_id"))
+        rows_of[schema_id] += 1
+        detail = failure_detail(record)
+        if detail is not None:
+            failed_of[schema_id].append(detail)
 
-    def summed(rows: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]) -> dict[str, Any]:
-        return {"failed": len(rows), "by_cause": count(d["cause"] for _, d in rows),
-                "by_part": count(p for _, d in rows for p in d["parts"]),
-                "fields": count(f for _, d in rows for f in d["fields"]),
-                "operators": count(o for _, d in rows for o in d["operators"])}
+    def summed(details: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {"failed": len(details), "by_cause": count(d["cause"] for d in details),
+                "by_part": count(p for d in details for p in d["parts"]),
+                "fields": count(f for d in details for f in d["fields"]),
+                "operators": count(o for d in details for o in d["operators"])}
 
-    schemas = sorted({str(record.get("schema_id")) for record, _ in details})
-    by_schema = {}
-    for schema_id in schemas:
-        rows = [(r, d) for r, d in failed if str(r.get("schema_id")) == schema_id]
-        by_schema[schema_id] = {"rows": sum(1 for r, _ in details if str(r.get("schema_id")) == schema_id),
-                                **summed(rows)}
-    overall = summed(failed)
+    by_schema = {schema_id: {"rows": rows_of[schema_id], **summed(failed_of[schema_id])}
+                 for schema_id in sorted(rows_of)}
+    overall = summed([d for details in failed_of.values() for d in details])
     return {"rows": len(records), **overall,
             "by_schema": dict(sorted(by_schema.items(), key=lambda item: -item[1]["failed"]))}

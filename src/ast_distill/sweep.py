@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import Config, judge_teacher_model
 from .errors import UserError
-from .evaluation import RESULTS_NAME, EvalSettings, run_evaluation
+from .evaluation import RESULTS_NAME, EvalSettings, progress_path, run_evaluation
 from .fingerprint import checkpoint_fingerprint
 from .jsonl import read_json, read_jsonl, write_json_atomic
 from .provenance import provenance
@@ -88,7 +88,7 @@ def val_settings(config: Config, sweep: Mapping[str, Any], candidate: Candidate,
     values.update(adapter=candidate.path, dataset=sweep["dataset"] or config["training"]["training_corpus"],
                   max_samples=sweep["max_samples"], resume=True)
     return EvalSettings(**values, out_dir=str(out_dir), eval_results=str(out_dir / RESULTS_NAME),
-                        checkpoint_path=str(out_dir / (Path(RESULTS_NAME).stem + ".checkpoint.json")),
+                        checkpoint_path=progress_path(out_dir / RESULTS_NAME),
                         split=SPLIT, teacher_model=teacher_model)
 
 
@@ -156,14 +156,16 @@ def run_sweep(run_dir: str | Path, config: Config, sweep: Mapping[str, Any], *, 
     return record
 
 
+def cell(value: float | None, width: int) -> str:
+    """A rate or loss right-aligned in `width` characters, "-" when there is none."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"
+
+
 def format_ranking(record: Mapping[str, Any]) -> str:
     """The ranking as a small fixed-width table, the selected checkpoint marked."""
     lines = [f"  {'checkpoint':<20}{'step':>7}{'n':>6}{'pass':>8}{'valid':>8}{'sem/query':>10}{'eval_loss':>10}"]
     for c in record["ranking"]:
         mark = "*" if c["name"] == record["selected"] else " "
-
-        def cell(value: Any, width: int) -> str:
-            return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"
         lines.append(f"{mark} {c['name']:<20}{c['step']:>7}{c['n']:>6}{cell(c['semantic_pass_rate'], 8)}"
                      f"{cell(c['schema_valid_rate'], 8)}{cell(c['query_semantic_match_rate'], 10)}"
                      f"{cell(c['eval_loss'], 10)}")
