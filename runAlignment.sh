@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Teacher-aligned DPO after SFT, in five resumable steps:
+# Learning from the SFT student's mistakes after SFT, two ways side by side, in six resumable steps:
 #   1. evaluate the SFT student on the pref rows of d_04 (free decoding, so mistakes show; the teacher judges)
-#   2. build chosen/rejected pairs from the teacher's verdicts (scripts/build_alignment_pairs.py)
-#   3. DPO on those pairs (scripts/train_alignment_dpo.py), going on from the newest checkpoint-N; then, when
-#      sweep.enabled is true, the checkpoint sweep of the DPO run (its best on the val rows -> checkpoint-best)
-#   4. evaluate the DPO student on the same d_05 rows as the SFT evaluation, into <evaluation.out_dir>-dpo
-#   5. write alignment_report.md (SFT vs DPO) with scripts/report_training.py
+#   2. DPO: chosen/rejected pairs from the teacher's verdicts (scripts/build_alignment_pairs.py), DPO on them
+#      (scripts/train_alignment_dpo.py, going on from the newest checkpoint-N), then the DPO run's sweep
+#   3. boost (when boost.enabled): new teacher rows aimed at the failures (scripts/build_boost_rows.py), a short
+#      SFT from the same checkpoint on train + those rows (scripts/train_boost.py), then the boost run's sweep
+#   4. evaluate the DPO and the boosted student on the same d_05 rows as the SFT evaluation, into
+#      <evaluation.out_dir>-dpo and <evaluation.out_dir>-boost
+#   5. choose the student the stage ends with: SFT, DPO or boost, by their sweeps' val figures (never test rows)
+#      -> aligned.json beside the pairs (the gate in runAll.sh and the export default use it)
+#   6. write alignment_report.md (SFT vs DPO vs boost) with scripts/report_training.py
 #
 #   ./runAlignment.sh --config config/offline.json        # built-in teacher, scratch student, CPU
 #   ./runAlignment.sh --adapter outputs/student_runs/gemma3-270m/checkpoint-final --teacher-model gpt-oss:120b
@@ -15,15 +19,16 @@
 #   --adapter DIR       the SFT checkpoint to align, or its run dir = its selected checkpoint (checkpoint-best,
 #                       else checkpoint-final) (default: alignment.adapter)
 #   --teacher-model M   the judging teacher (default: evaluation.teacher_model, then LLM_MODEL, then .llmrc)
-#   --no-resume         start over: the evaluations below drop their old results and DPO trains from scratch,
-#                       even over a complete checkpoint-final (old checkpoint-N dirs are not deleted)
+#   --no-resume         start over: the evaluations below drop their old results, the boost rows are written
+#                       again, DPO and the boost train from scratch, even over a complete checkpoint-final (old
+#                       checkpoint-N dirs are not deleted)
 #   anything else is forwarded to every scripts/evaluate_student.py run (see its --help), e.g. --max-new-tokens
-# Otherwise a complete <alignment.output_dir>/checkpoint-final is kept (delete it to train DPO again), DPO goes
+# Otherwise a complete checkpoint-final of DPO or of the boost is kept (delete it to train again), training goes
 # on from the newest checkpoint-N, and each evaluation resumes results made by the same weights and settings.
 # The SFT student's d_05 evaluation (runEvals.sh's) is run here only when its summary is missing.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=(); NO_RESUME=0; FORWARD=()
 while [ $# -gt 0 ]; do
@@ -55,11 +60,13 @@ if [ "$NO_RESUME" = 1 ]; then EVAL_FLAGS+=(--no-resume); fi
 mapfile -t CFG < <(uv run --frozen python -c "import sys; from ast_distill.config import load_config; \
 c = load_config(sys.argv[1]); a, e = c['alignment'], c['evaluation']; \
 print('\n'.join('' if v is None else str(v) for v in (a['adapter'], a['eval_results'], a['pairs_out'], \
-a['output_dir'], a['pref_max_samples'], c['training']['training_corpus'], e['out_dir'])))" "$CONFIG")
-[ ${#CFG[@]} -eq 7 ] || { echo "error: runAlignment.sh: could not read the paths of $CONFIG" >&2; exit 2; }
+a['output_dir'], a['pref_max_samples'], c['training']['training_corpus'], e['out_dir'], \
+c['boost']['enabled'], c['boost']['output_dir'])))" "$CONFIG")
+[ ${#CFG[@]} -eq 9 ] || { echo "error: runAlignment.sh: could not read the paths of $CONFIG" >&2; exit 2; }
 [ -n "$ADAPTER" ] || ADAPTER="${CFG[0]}"
 PREF_RESULTS="${CFG[1]}"; PAIRS="${CFG[2]}"; DPO_DIR="${CFG[3]}"; PREF_MAX="${CFG[4]:--1}"
 CORPUS="${CFG[5]}"; SFT_EVAL_DIR="${CFG[6]}"; DPO_EVAL_DIR="${SFT_EVAL_DIR%/}-dpo"
+BOOST="${CFG[7]}"; BOOST_DIR="${CFG[8]}"; BOOST_EVAL_DIR="${SFT_EVAL_DIR%/}-boost"
 
 [ -e "$ADAPTER" ] || { echo "error: runAlignment.sh: SFT checkpoint '$ADAPTER' does not exist; run ./runTraining.sh --config $CONFIG first (or pass --adapter DIR)" >&2; exit 2; }
 # A run dir means its selected checkpoint: every step below uses that one checkpoint.
@@ -70,54 +77,85 @@ ADAPTER="$(checkpoint_to_use runAlignment.sh "$ADAPTER" "$CONFIG")" || exit 2
 uv run --frozen python -m ast_distill.teachers.check --config "$CONFIG" "${TEACHER[@]+"${TEACHER[@]}"}" || exit 2
 PY=(uv run --frozen)
 
-echo "=== [alignment 1/5] SFT student on the pref rows (free decoding, teacher verdicts) -> $PREF_RESULTS"
+echo "=== [alignment 1/6] SFT student on the pref rows (free decoding, teacher verdicts) -> $PREF_RESULTS"
 "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --dataset "$CORPUS" --split pref \
   --no-constrained --max-samples "$PREF_MAX" --eval-results "$PREF_RESULTS" --out-dir "$(dirname "$PREF_RESULTS")" \
   "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 
-echo "=== [alignment 2/5] DPO pairs -> $PAIRS"
+echo "=== [alignment 2/6] DPO pairs -> $PAIRS"
 "${PY[@]}" scripts/build_alignment_pairs.py --config "$CONFIG" --eval-results "$PREF_RESULTS" --out "$PAIRS" \
   --adapter "$ADAPTER"
+# Trains one run (DPO or boost) unless its checkpoint-final is complete: fresh with --no-resume, else going on
+# from its newest checkpoint-N. Usage: train_run LABEL RUN_DIR SCRIPT FLAGS...
+train_run() {
+  local label="$1" dir="$2"; shift 2
+  if [ "$NO_RESUME" = 0 ] && final_complete "$dir"; then
+    echo "=== [alignment] $dir/checkpoint-final is already complete; kept (delete it or pass --no-resume to train $label again)"
+  elif [ "$NO_RESUME" = 1 ]; then
+    echo "=== [alignment] $label -> $dir (from scratch: --no-resume)"
+    "${PY[@]}" "$@"
+  else
+    local latest; latest="$(latest_checkpoint "$dir")"
+    echo "=== [alignment] $label -> $dir${latest:+ (resuming from $latest)}"
+    "${PY[@]}" "$@" --resume-from-checkpoint auto
+  fi
+  # A new checkpoint needs no --no-resume below: its evaluations resume only results of the same weights.
+  sweep_run "$CONFIG" "$dir" "${TEACHER[@]+"${TEACHER[@]}"}"
+}
+
+DPO_STUDENT=""
 if [ ! -s "$PAIRS" ]; then
-  echo "=== alignment: no pairs (the teacher rejected no student output that differs from its own AST): nothing to train; stopping"
-  exit 0
+  echo "=== alignment: no DPO pairs (the teacher rejected no student output that differs from its own AST): no DPO"
+else
+  train_run DPO "$DPO_DIR" scripts/train_alignment_dpo.py --config "$CONFIG" --pairs "$PAIRS" --adapter "$ADAPTER" \
+    --output-dir "$DPO_DIR"
+  DPO_STUDENT="$(selected_checkpoint "$DPO_DIR")"
 fi
 
-FINAL="$DPO_DIR/checkpoint-final"
-if [ "$NO_RESUME" = 0 ] && final_complete "$DPO_DIR"; then
-  echo "=== [alignment 3/5] $FINAL is already complete; kept (delete it or pass --no-resume to train DPO again)"
-elif [ "$NO_RESUME" = 1 ]; then
-  echo "=== [alignment 3/5] DPO -> $DPO_DIR (from scratch: --no-resume)"
-  "${PY[@]}" scripts/train_alignment_dpo.py --config "$CONFIG" --pairs "$PAIRS" --adapter "$ADAPTER" \
-    --output-dir "$DPO_DIR"
-else
-  LATEST="$(latest_checkpoint "$DPO_DIR")"
-  echo "=== [alignment 3/5] DPO -> $DPO_DIR${LATEST:+ (resuming from $LATEST)}"
-  "${PY[@]}" scripts/train_alignment_dpo.py --config "$CONFIG" --pairs "$PAIRS" --adapter "$ADAPTER" \
-    --output-dir "$DPO_DIR" --resume-from-checkpoint auto
+BOOST_STUDENT=""
+if [ "$BOOST" = "True" ]; then
+  echo "=== [alignment 3/6] boost rows aimed at the failures of step 1"
+  BOOST_ROWS=(--config "$CONFIG" "${TEACHER[@]+"${TEACHER[@]}"}")
+  if [ "$NO_RESUME" = 1 ]; then BOOST_ROWS+=(--no-resume); fi
+  "${PY[@]}" scripts/build_boost_rows.py "${BOOST_ROWS[@]}"
+  train_run boost "$BOOST_DIR" scripts/train_boost.py --config "$CONFIG" --start-from "$ADAPTER"
+  BOOST_STUDENT="$(selected_checkpoint "$BOOST_DIR")"
 fi
-# A new DPO checkpoint needs no --no-resume below: its evaluation resumes only results of the same weights.
-sweep_run "$CONFIG" "$DPO_DIR" "${TEACHER[@]+"${TEACHER[@]}"}"
-DPO_STUDENT="$(selected_checkpoint "$DPO_DIR")"
 
 # The SFT side of the comparison: its d_05 evaluation, run here only when it is missing.
 if [ ! -f "$SFT_EVAL_DIR/evaluation_summary.json" ]; then
-  echo "=== [alignment 4/5] SFT student on d_05 (no evaluation found in $SFT_EVAL_DIR)"
+  echo "=== [alignment 4/6] SFT student on d_05 (no evaluation found in $SFT_EVAL_DIR)"
   "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --out-dir "$SFT_EVAL_DIR" \
     "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
 fi
-echo "=== [alignment 4/5] DPO student on the same d_05 rows -> $DPO_EVAL_DIR"
-"${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$DPO_STUDENT" --out-dir "$DPO_EVAL_DIR" \
-  "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
+if [ -n "$DPO_STUDENT" ]; then
+  echo "=== [alignment 4/6] DPO student on the same d_05 rows -> $DPO_EVAL_DIR"
+  "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$DPO_STUDENT" --out-dir "$DPO_EVAL_DIR" \
+    "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
+fi
+if [ -n "$BOOST_STUDENT" ]; then
+  echo "=== [alignment 4/6] boosted student on the same d_05 rows -> $BOOST_EVAL_DIR"
+  "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$BOOST_STUDENT" --out-dir "$BOOST_EVAL_DIR" \
+    "${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}"
+fi
 
-echo "=== [alignment 5/5] alignment report"
-REPORT=(--dpo-eval-summary "$DPO_EVAL_DIR/evaluation_summary.json"
-        --dpo-training-metrics "$DPO_DIR/training_metrics.jsonl"
-        --eval-summary "$SFT_EVAL_DIR/evaluation_summary.json")
+echo "=== [alignment 5/6] the student alignment ends with"
+"${PY[@]}" python -m ast_distill.alignment.choice choose --config "$CONFIG"
+
+echo "=== [alignment 6/6] alignment report"
+REPORT=(--eval-summary "$SFT_EVAL_DIR/evaluation_summary.json")
+if [ -n "$DPO_STUDENT" ]; then
+  REPORT+=(--dpo-eval-summary "$DPO_EVAL_DIR/evaluation_summary.json"
+           --dpo-training-metrics "$DPO_DIR/training_metrics.jsonl")
+fi
+if [ -n "$BOOST_STUDENT" ]; then
+  REPORT+=(--boost-eval-summary "$BOOST_EVAL_DIR/evaluation_summary.json"
+           --boost-training-metrics "$BOOST_DIR/training_metrics.jsonl")
+fi
 SFT_METRICS="$(dirname "$ADAPTER")/training_metrics.jsonl"
 if [ -f "$SFT_METRICS" ]; then REPORT+=(--training-metrics "$SFT_METRICS"); fi
 # the untuned base's evaluation, when runEvals.sh made one, keeps its column in report.md's versions table
 BASE_SUMMARY="$(baseline_eval_dir "$SFT_EVAL_DIR")/evaluation_summary.json"
 if [ -f "$BASE_SUMMARY" ]; then REPORT+=(--baseline-summary "$BASE_SUMMARY"); fi
 "${PY[@]}" scripts/report_training.py --config "$CONFIG" "${REPORT[@]}"
-echo "=== alignment done: DPO checkpoint $DPO_STUDENT, evaluation $DPO_EVAL_DIR"
+echo "=== alignment done: DPO ${DPO_STUDENT:-not trained}, boost ${BOOST_STUDENT:-not trained}; the aligned student: $("${PY[@]}" python -m ast_distill.alignment.choice get checkpoint --config "$CONFIG")"

@@ -9,13 +9,14 @@
 #   --teacher-model M   teacher for domain specs, dataset, evaluation and alignment (default: config, LLM_MODEL)
 #   --with-training     run SFT training after the dataset
 #   --with-evals        evaluate the student on d_05 and write the report
-#   --with-alignment    evaluate on the pref rows, build DPO pairs, train DPO, evaluate it, alignment report
+#   --with-alignment    evaluate on the pref rows; DPO and the failure-focused boost beside it, each evaluated;
+#                       keep the better of SFT, DPO and boost on the val rows; alignment report
 #   --with-export       export the student (merged, GGUF F16/Q8_0/Q4_K_M, Modelfiles) and check each GGUF
 # After evaluation, the quality gate (scripts/check_quality.py, the `gate` section) checks the final student:
 # exit 1 when a check fails, one line each. Every stage resumes what an interrupted run left; logs in outputs/logs/.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; TEACHER=(); WITH_TRAINING=0; WITH_EVALS=0; WITH_ALIGNMENT=0; WITH_EXPORT=0
 while [ $# -gt 0 ]; do
@@ -57,10 +58,11 @@ if [ "$WITH_TRAINING" = 1 ]; then run_stage training ./runTraining.sh --config "
 if [ "$WITH_EVALS" = 1 ]; then run_stage evaluation ./runEvals.sh --config "$CONFIG" "${TEACHER[@]}"; fi
 if [ "$WITH_ALIGNMENT" = 1 ]; then run_stage alignment ./runAlignment.sh --config "$CONFIG" "${TEACHER[@]}"; fi
 if [ "$WITH_EVALS" = 1 ] || [ "$WITH_ALIGNMENT" = 1 ]; then
-  # The quality gate judges the student this run ends with: the DPO student when alignment evaluated one.
-  EVAL_DIR="$(config_value "$CONFIG" evaluation out_dir)"; GATE=()
-  if [ "$WITH_ALIGNMENT" = 1 ] && [ -f "${EVAL_DIR%/}-dpo/evaluation_summary.json" ]; then
-    GATE=(--eval-summary "${EVAL_DIR%/}-dpo/evaluation_summary.json")
+  # The quality gate judges the student this run ends with: the one alignment chose (SFT, DPO or boost).
+  GATE=()
+  if [ "$WITH_ALIGNMENT" = 1 ]; then
+    ALIGNED="$(uv run --frozen python -m ast_distill.alignment.choice get eval_summary --config "$CONFIG")"
+    if [ -n "$ALIGNED" ] && [ -f "$ALIGNED" ]; then GATE=(--eval-summary "$ALIGNED"); fi
   fi
   echo "=== [gate] scripts/check_quality.py (log: $LOG_DIR/gate.log)"
   set +e

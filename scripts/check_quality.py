@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ast_distill import cli, gate
+from ast_distill.alignment.choice import aligned_path
 from ast_distill.config import flag_settings, load_config
 from ast_distill.evaluation import SUMMARY_NAME
 from ast_distill.settings import GateSettings, check_ranges
@@ -37,7 +38,7 @@ def main(args) -> int:
     summary = limits.pop("eval_summary") or str(Path(config["evaluation"]["out_dir"]) / SUMMARY_NAME)
     history = limits.pop("history") or gate.history_path(config)
     artifacts = {"report": str(reports / "report.md"), "alignment_report": str(reports / "alignment_report.md"),
-                 "history": history}
+                 "history": history, "aligned": str(aligned_path(config))}
     health = gate.run_gate(summary, history, str(reports / gate.HEALTH_NAME), limits, artifacts)
     for line in gate.failed_lines(health):
         print(line, file=sys.stderr)

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from ast_distill import cli
+from ast_distill.alignment.choice import aligned_path
+from ast_distill.alignment.choice import eval_dir as eval_dir_of
 from ast_distill.config import flag_settings, load_config
 from ast_distill.reporting import ReportInputs, build_reports
 from ast_distill.gate import history_path
@@ -49,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluation_summary.json of the DPO adapter "
                              "(default: <evaluation.out_dir>-dpo/evaluation_summary.json; optional); its "
                              "evaluation_results.jsonl beside it is used for row-by-row changes")
+    # --- boost inputs
+    parser.add_argument("--boost-training-metrics", default=None,
+                        help="the boost run's training_metrics.jsonl (default: <boost.output_dir>/training_metrics.jsonl;"
+                             " optional)")
+    parser.add_argument("--boost-eval-summary", default=None,
+                        help="evaluation_summary.json of the boosted student (default: "
+                             "<evaluation.out_dir>-boost/evaluation_summary.json; optional); its results beside it "
+                             "give the row-by-row changes")
+    parser.add_argument("--aligned", default=None,
+                        help="the alignment stage's choice, aligned.json (default: beside alignment.pairs_out; optional)")
     # --- across runs
     parser.add_argument("--checkpoint-sweep", default=None,
                         help="the SFT run's checkpoint_sweep.json (default: beside the training metrics; optional)")
@@ -65,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     train_dir = Path(config["training"]["output_dir"])
     eval_dir = Path(config["evaluation"]["out_dir"])
     dpo_dir = Path(config["alignment"]["output_dir"])
-    dpo_eval_dir = eval_dir.with_name(eval_dir.name + "-dpo")
+    dpo_eval_dir, boost_eval_dir = eval_dir_of(config, "dpo"), eval_dir_of(config, "boost")
     settings = {
         "training_metrics": args.training_metrics or str(train_dir / "training_metrics.jsonl"),
         "eval_summary": args.eval_summary or str(eval_dir / "evaluation_summary.json"),
@@ -75,6 +87,10 @@ def main(args: argparse.Namespace) -> int:
         "baseline_summary": args.baseline_summary,
         "dpo_training_metrics": args.dpo_training_metrics or str(dpo_dir / "training_metrics.jsonl"),
         "dpo_eval_summary": args.dpo_eval_summary or str(dpo_eval_dir / "evaluation_summary.json"),
+        "boost_training_metrics": args.boost_training_metrics
+        or str(Path(config["boost"]["output_dir"]) / "training_metrics.jsonl"),
+        "boost_eval_summary": args.boost_eval_summary or str(boost_eval_dir / "evaluation_summary.json"),
+        "aligned": args.aligned or str(aligned_path(config)),
         "out_dir": reporting["out_dir"],
         "run_history": args.run_history or history_path({**config, "reporting": reporting}),
         "examples_per_cause": reporting["examples_per_cause"],
@@ -85,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
     inputs = ReportInputs(**{key: None if settings[key] is None else Path(settings[key])
                              for key in ("training_metrics", "eval_summary", "eval_results",
                                          "unconstrained_summary", "baseline_summary", "dpo_training_metrics",
-                                         "dpo_eval_summary", "checkpoint_sweep", "run_history")})
+                                         "dpo_eval_summary", "boost_training_metrics", "boost_eval_summary",
+                                         "aligned", "checkpoint_sweep", "run_history")})
     written = build_reports(inputs, Path(settings["out_dir"]), examples_per_cause=settings["examples_per_cause"],
                             settings=settings)
     cli.print_outputs("report_training", {name: str(path) for name, path in written.items()})

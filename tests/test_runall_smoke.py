@@ -33,6 +33,8 @@ def _tiny_config(tmp: Path) -> Path:
         "eval_summary": f"{out}/align/pref_eval/evaluation_summary.json", "pairs_out": f"{out}/align/pairs.jsonl",
         "adapter": f"{out}/sft", "output_dir": f"{out}/dpo", "pref_max_samples": 8,
         "max_steps": 2, "save_steps": 1, "logging_steps": 1, "warmup_steps": 0, "batch_size": 2})
+    config["boost"] = {"rows_out": f"{out}/align/boost_rows.jsonl", "corpus_out": f"{out}/align/boost_corpus.jsonl",
+                       "output_dir": f"{out}/boost", "max_steps": 2, "warmup_steps": 0, "rows_per_failure": 2}
     config["reporting"]["out_dir"] = f"{out}/reports"
     config["sweep"] = {"max_samples": 6}
     path = tmp / "tiny.json"
@@ -55,7 +57,7 @@ def test_runall_offline_runs_every_stage_then_resumes_with_nothing_left_to_do(tm
     for name in ("d_01.jsonl", "d_02.jsonl", "d_03.jsonl", "d_04.jsonl", "d_05.jsonl"):
         assert (out / name).stat().st_size > 0
     assert (out / "sft" / "checkpoint-final").is_dir()
-    for run in ("sft", "dpo"):  # each training is swept; later stages use its checkpoint-best
+    for run in ("sft", "dpo", "boost"):  # each training is swept; later stages use its checkpoint-best
         sweep = json.loads((out / run / "checkpoint_sweep.json").read_text())
         assert len(sweep["ranking"]) >= 2 and all(c["n"] == 6 for c in sweep["ranking"])
         assert (out / run / "checkpoint-best" / "selected.json").is_file()
@@ -63,6 +65,18 @@ def test_runall_offline_runs_every_stage_then_resumes_with_nothing_left_to_do(tm
     assert summary["overall"]["n"] == 8 and summary["adapter"] == str(out / "sft" / "checkpoint-best")
     dpo_summary = json.loads((out / "eval-dpo" / "evaluation_summary.json").read_text())
     assert dpo_summary["adapter"] == str(out / "dpo" / "checkpoint-best")
+    # the boost: rows aimed at the pref failures, SFT on from the SFT student, evaluated on the same d_05 rows
+    boost_rows = [json.loads(line) for line in (out / "align" / "boost_rows.jsonl").read_text().splitlines()]
+    assert boost_rows and all(row["is_valid"] and row["boost_targets"] for row in boost_rows)
+    boost_run = json.loads((out / "boost" / "run_config.json").read_text())
+    assert boost_run["start_from"] == str(out / "sft" / "checkpoint-best")
+    boost_summary = json.loads((out / "eval-boost" / "evaluation_summary.json").read_text())
+    assert boost_summary["overall"]["n"] == 8 and boost_summary["adapter"] == str(out / "boost" / "checkpoint-best")
+    # the gate judged the student alignment kept, and the report shows all three
+    aligned = json.loads((out / "align" / "aligned.json").read_text())
+    assert aligned["method"] in ("sft", "dpo", "boost") and set(aligned["val"]) == {"sft", "dpo", "boost"}
+    assert f"checks on {aligned['eval_summary']}" in done.stdout
+    assert "SFT, DPO and boost side by side" in (out / "reports" / "alignment_report.md").read_text()
     assert (out / "reports" / "report.md").is_file()
     for stage in ("dataset", "training", "evaluation", "alignment"):
         assert (tmp_path / "logs" / f"{stage}.log").stat().st_size > 0
@@ -113,4 +127,4 @@ def test_run_alignment_checks_forwarded_flags_before_any_step_in_one_line(tmp_pa
                           "--max-new-tokens", "many")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "--max-new-tokens" in done.stderr and "evaluate_student.py" in done.stderr
-    assert "[alignment 1/5]" not in done.stdout
+    assert "[alignment 1/6]" not in done.stdout

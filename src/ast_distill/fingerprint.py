@@ -35,13 +35,16 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     names them)."""
     folder = Path(path)
     if folder.is_file():
-        files = [folder]
-    elif folder.is_dir():
-        files = checkpoint_files(folder)
-    else:
-        return f"hub:{path}"
+        return file_digest(folder)
+    if folder.is_dir():
+        return file_digest(*checkpoint_files(folder))
+    return f"hub:{path}"
+
+
+def file_digest(*files: str | Path) -> str:
+    """"sha256:<hex>" over files' names, sizes and bytes, in the order given."""
     digest = hashlib.sha256()
-    for file in files:
+    for file in map(Path, files):
         digest.update(f"{file.name}\0{file.stat().st_size}\0".encode())  # name + size: no two files' bytes blur
         with file.open("rb") as handle:
             while chunk := handle.read(CHUNK):

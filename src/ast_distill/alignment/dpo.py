@@ -1,14 +1,11 @@
 """DPO training on the preference pairs (pairs.py), starting from the SFT result.
 
-A LoRA adapter is merged into its base (``<output_dir>/sft-merged``) and a new adapter is trained on top (the
-reference is the merged model: the new adapter disabled); the scratch student (a full model) is trained in
-full against a frozen copy of itself. TRL's DPOTrainer computes the loss. The new adapter names its base
-relative to itself ("../sft-merged"), so a run dir moved or copied elsewhere still loads with
-``student.load_student``.
+A LoRA adapter is merged into its base (``<output_dir>/sft-merged``, student/continuation.py) and a new adapter
+is trained on top (the reference is the merged model: the new adapter disabled); the scratch student (a full
+model) is trained in full against a frozen copy of itself. TRL's DPOTrainer computes the loss.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,22 +13,16 @@ from typing import Any
 
 from ..budget import budget_callback
 from ..errors import UserError
-from ..jsonl import read_json, read_jsonl, write_json_atomic
+from ..jsonl import read_jsonl
 from ..prompting import is_messages
-from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, point_adapter_at,
-                    resolve_checkpoint, resolve_resume, run_record, train_and_save)
+from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, resolve_checkpoint,
+                    resolve_resume, run_record, train_and_save)
 from ..settings import AlignmentSettings, check_ranges
 from .. import student
+from ..student.continuation import MERGED_BASE_REF, check_start, ensure_merged_base, merged_base_callback
 from ..student.models import (SCRATCH, StudentSetup, build_unsloth_lora_student, lora_config, parameter_counts,
                               training_device, unsloth_importable)
 from ..training.data import sequence_length
-
-
-MERGED_DIR = "sft-merged"  # the SFT adapter merged into its base: the new adapter's base and DPO's reference
-# The base the DPO adapters name, relative to themselves: checkpoint-N and checkpoint-final sit beside
-# sft-merged in output_dir, so the run dir loads wherever it is moved (student.adapter_base resolves it).
-MERGED_BASE_REF = f"../{MERGED_DIR}"
-MERGED_FROM = "merged_from.json"
 
 
 def dpo_settings(cfg: Mapping[str, Any]) -> None:
@@ -63,84 +54,6 @@ def choose_backend(start: str) -> str:
     if (Path(start) / "adapter_config.json").is_file() and torch.cuda.is_available() and unsloth_importable():
         return "unsloth"
     return "hf"
-
-
-def same_model_ref(a: str, b: str) -> bool:
-    return a == b or (Path(a).is_dir() and Path(b).is_dir() and Path(a).resolve() == Path(b).resolve())
-
-
-def merge_adapter(adapter: str, base_model: str | None) -> tuple[Any, Any, str]:
-    """(merged model, tokenizer, base used): the SFT adapter merged into its base, fp32, trainable.
-
-    base_model overrides the base the adapter records (e.g. a local copy of a hub model); None or "scratch"
-    keeps the recorded one.
-    """
-    recorded = student.adapter_base(adapter)
-    if not base_model or base_model == SCRATCH or same_model_ref(base_model, recorded):
-        model, tokenizer = student.merge_for_training(adapter)
-        return model, tokenizer, recorded
-    from peft import PeftModel
-
-    base, _ = student.load_student(base_model, for_training=True)
-    check_same_vocabulary(recorded, base_model, base)
-    model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    model.train()
-    return model, student.load_tokenizer(adapter), base_model
-
-
-def check_same_vocabulary(recorded: str, base_model: str, base: Any) -> None:
-    """An override base must have the vocabulary the adapter was trained with (a trimmed base's is smaller: the
-    adapter would load onto the full base and read every token id wrongly)."""
-    config = Path(recorded) / "config.json"
-    if not config.is_file():
-        return  # a hub id: its config is not at hand, nothing to compare
-    recorded_vocab = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
-    rows = int(base.get_input_embeddings().weight.shape[0])
-    if recorded_vocab is not None and int(recorded_vocab) != rows:
-        raise UserError(f"alignment.base_model {base_model} has {rows} tokens but the SFT adapter was trained on "
-                        f"{recorded} ({recorded_vocab} tokens); set alignment.base_model to null to use the base the "
-                        f"adapter records")
-
-
-def ensure_merged_base(adapter: str, base_model: str | None, output_dir: Path, log: Any = print) -> Path:
-    """<output_dir>/sft-merged: the merged SFT model + tokenizer, written once (atomically) per adapter.
-
-    The new DPO adapter names this dir as its base (MERGED_BASE_REF), so checkpoint-N and checkpoint-final
-    load as merged SFT model + DPO adapter with student.load_student, wherever the run dir is.
-    """
-    import shutil
-
-    merged = output_dir / MERGED_DIR
-    source = {"adapter": str(Path(adapter).resolve()), "base_model": base_model}
-    marker = merged / MERGED_FROM
-    if marker.is_file() and read_json(marker) == source:
-        return merged
-    model, tokenizer, base_used = merge_adapter(adapter, base_model)
-    partial = output_dir / (MERGED_DIR + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    write_json_atomic(partial / MERGED_FROM, source)
-    shutil.rmtree(merged, ignore_errors=True)
-    partial.rename(merged)
-    log(f"merged the SFT adapter {adapter} into {base_used}: {merged}")
-    return merged
-
-
-def point_at_merged_base(checkpoint: str | Path) -> None:
-    """Make a saved DPO adapter name its base as MERGED_BASE_REF (relative to itself); no-op for a full model."""
-    point_adapter_at(Path(checkpoint), MERGED_BASE_REF)
-
-
-def merged_base_callback() -> Any:
-    """Points each checkpoint-N the trainer saves at the merged base (checkpoint-final: training's final save)."""
-    from transformers import TrainerCallback
-
-    class PointAtMergedBase(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            point_at_merged_base(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
-    return PointAtMergedBase()
 
 
 def pair_length(tokenizer: Any, pair: Mapping[str, Any]) -> int:
@@ -181,11 +94,7 @@ def load_dpo_start(cfg: Mapping[str, Any], backend: str, output_dir: Path, log: 
     if not cfg["adapter"]:
         raise UserError("no SFT checkpoint named: pass --adapter DIR or set alignment.adapter in the config")
     start = str(cfg["adapter"])
-    kind = student.student_kind(start)
-    if kind == "hub":
-        raise UserError(f"--adapter {start} is not a checkpoint dir; DPO starts from the SFT result, e.g. "
-                        f"<training.output_dir>/checkpoint-final")
-    if kind == "model":
+    if check_start(start, "--adapter") == "model":
         if cfg["load_in_4bit"]:
             log("note: load_in_4bit does not apply to a full model trained in full; loading full weights")
         model, tokenizer = student.load_student(start, for_training=True)

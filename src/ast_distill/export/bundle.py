@@ -54,8 +54,13 @@ def gguf_name(quant_type: str) -> str:
 
 
 def default_checkpoint(config: Mapping[str, Any]) -> str:
-    """The DPO student's selected checkpoint (checkpoint-best, else checkpoint-final) when DPO finished, else the
-    SFT student's."""
+    """The student alignment chose (alignment/choice.py's aligned.json) when it chose one; else the DPO student's
+    selected checkpoint (checkpoint-best, else checkpoint-final) when DPO finished, else the SFT student's."""
+    from ..alignment.choice import chosen
+
+    record = chosen(config)
+    if record is not None:
+        return str(record["checkpoint"])
     for section in ("alignment", "training"):
         chosen = selected_checkpoint(config[section]["output_dir"])
         if chosen is not None:

@@ -1,5 +1,6 @@
-"""alignment_report.md: SFT vs DPO on the same rows (deltas, row-by-row changes), DPO training curves, and a
-reading of the comparison generated from the numbers alone."""
+"""alignment_report.md: SFT vs DPO vs the failure-focused boost on the same rows (headline figures, rows fixed
+and broken, cost, the student chosen), SFT vs DPO in detail (deltas, row-by-row changes), DPO training curves,
+and a reading of the comparison generated from the numbers alone."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..scoring import RATE_KEYS, row_passes
+from ..scoring import HEADLINE_FIGURES, RATE_KEYS, row_passes
 from .inputs import LoadedInputs, ReportInputs, TrainingLogs
 from .markdown import HOW_TO_READ_DPO, image, provenance_section, table
 from .summaries import (METRIC_LABELS, SCOPES, Metrics, Summary, as_number, fmt_delta, fmt_n, fmt_rate,
@@ -25,6 +26,60 @@ def paired_changes(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[
                (False, False): "still_fail"}[(before_ok[row_id], after_ok[row_id])]
         counts[key] += 1
     return counts
+
+
+SIDE_BY_SIDE_FIGURES = (("semantic pass, all rows", ("overall",), "semantic_pass_rate"),) + tuple(
+    (name.replace("_", " "), path, metric) for name, (path, metric) in HEADLINE_FIGURES.items())
+
+
+def training_seconds(logs: TrainingLogs | None) -> float | None:
+    """The trainer's own train_runtime of a run (its end-of-run log), None when not logged."""
+    final = None if logs is None else logs.final
+    return None if not final or final.get("train_runtime") is None else float(final["train_runtime"])
+
+
+def side_by_side(loaded: LoadedInputs) -> list[str]:
+    """The SFT, DPO and boosted students on the same d_05 rows: headline figures, rows each fixed and broke
+    against SFT, training time, the val figures the choice used, and which student alignment kept."""
+    columns = [("SFT", loaded.summary, loaded.results, loaded.sft_logs),
+               ("DPO", loaded.dpo_summary, loaded.dpo_results, loaded.dpo_logs),
+               ("boost", loaded.boost_summary, loaded.boost_results, loaded.boost_logs)]
+    columns = [c for c in columns if c[1] is not None]
+    if len(columns) < 2:
+        return []
+    lines = ["## SFT, DPO and boost side by side", "",
+             "How to read this: each column is one student on the same d_05 rows. DPO trained on pairs (the "
+             "teacher's AST over the student's wrong one); the boost went on with SFT on the train rows plus new "
+             "teacher rows aimed at what failed on the pref rows. Fixed and broken count rows against the SFT "
+             "student, row by row. Training time is the trainer's own (the boost's rows and DPO's pairs come from "
+             "the same pref evaluation). The student kept is chosen on the val rows, never on these.", ""]
+    rows = []
+    for label, path, metric in SIDE_BY_SIDE_FIGURES:
+        values = [scope_metrics(summary, path) for _, summary, _, _ in columns]
+        rows.append([label] + [fmt_rate(None if v is None else v.get(metric)) for v in values])
+    changes = [paired_changes(loaded.results, results) if loaded.results is not None and results is not None
+               and name != "SFT" else None for name, _, results, _ in columns]
+    rows.append(["rows fixed vs SFT"] + ["-" if c is None else str(c["fixed"]) for c in changes])
+    rows.append(["rows broken vs SFT"] + ["-" if c is None else str(c["broken"]) for c in changes])
+    rows.append(["training seconds"] + [fmt_seconds(training_seconds(logs)) for _, _, _, logs in columns])
+    val = (loaded.aligned or {}).get("val") or {}
+    key = {"SFT": "sft", "DPO": "dpo", "boost": "boost"}
+    rows.append(["val semantic pass (the choice)"] + [
+        fmt_rate((val.get(key[name]) or {}).get("semantic_pass_rate")) for name, _, _, _ in columns])
+    lines += table(["figure"] + [name for name, _, _, _ in columns], rows)
+    nets = {name: c["fixed"] - c["broken"] for (name, _, _, _), c in zip(columns, changes) if c is not None}
+    if nets:
+        said = "; ".join(f"{name} fixed {c['fixed']} and broke {c['broken']} of {c['common']} rows (net {nets[name]:+d})"
+                         for (name, _, _, _), c in zip(columns, changes) if c is not None)
+        lines += [said[:1].upper() + said[1:] + ".", ""]
+    if loaded.aligned:
+        lines += [f"Kept: **{loaded.aligned['method']}** (`{loaded.aligned['checkpoint']}`): "
+                  f"{loaded.aligned['rule']}.", ""]
+    return lines
+
+
+def fmt_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _headline_metric(sft: Metrics | None, dpo: Metrics | None) -> str:
@@ -130,18 +185,25 @@ def same_rows_note(sft: Summary | None, dpo: Summary | None) -> str | None:
 
 def render_alignment_report(inputs: ReportInputs, loaded: LoadedInputs, plots: Mapping[str, Path | None],
                             provenance: Mapping[str, Any]) -> str:
-    """alignment_report.md: SFT vs DPO on the same rows with deltas, DPO curves, a generated reading."""
+    """alignment_report.md: the side-by-side of SFT, DPO and boost, SFT vs DPO with deltas, DPO curves, a
+    generated reading."""
     sft, dpo = loaded.summary, loaded.dpo_summary
     paired = None
     if loaded.results is not None and loaded.dpo_results is not None:
         paired = paired_changes(loaded.results, loaded.dpo_results)
-    lines = ["# Alignment report: SFT vs DPO", ""]
+    lines = ["# Alignment report: SFT, DPO and the boost", ""]
     lines += table(["input", "path", "status"], [
         ["SFT evaluation summary", f"`{inputs.eval_summary}`", "read" if sft is not None else "missing"],
         ["DPO evaluation summary", f"`{inputs.dpo_eval_summary}`", "read" if dpo is not None else "missing"],
         ["DPO training metrics", f"`{inputs.dpo_training_metrics}`",
-         "read" if loaded.dpo_logs is not None else "missing"]])
-    lines += ["## Reading", "", alignment_reading(sft, dpo, loaded.dpo_logs, paired), ""]
+         "read" if loaded.dpo_logs is not None else "missing"],
+        ["boost evaluation summary", f"`{inputs.boost_eval_summary}`",
+         "read" if loaded.boost_summary is not None else "missing"],
+        ["boost training metrics", f"`{inputs.boost_training_metrics}`",
+         "read" if loaded.boost_logs is not None else "missing"],
+        ["alignment's choice", f"`{inputs.aligned}`", "read" if loaded.aligned is not None else "missing"]])
+    lines += side_by_side(loaded)
+    lines += ["## Reading (SFT vs DPO)", "", alignment_reading(sft, dpo, loaded.dpo_logs, paired), ""]
     note = same_rows_note(sft, dpo)
     if note:
         lines += [note, ""]

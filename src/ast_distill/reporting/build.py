@@ -25,7 +25,7 @@ def provenance(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_reports(inputs: ReportInputs, out_dir: Path, *, examples_per_cause: int = 3,
                   settings: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Read the inputs, draw the plots, write report.md (+ alignment_report.md when DPO ran); returns
+    """Read the inputs, draw the plots, write report.md (+ alignment_report.md when DPO or the boost ran); returns
     {name: path} of everything written. Raises UserError on bad or absent required input."""
     loaded = load_inputs(inputs)
     out_dir = Path(out_dir)
@@ -36,7 +36,7 @@ def build_reports(inputs: ReportInputs, out_dir: Path, *, examples_per_cause: in
     report_path = out_dir / "report.md"
     write_text_atomic(report_path, render_report(inputs, loaded, plots, made, examples_per_cause))
     written["report"] = report_path
-    if loaded.dpo_logs is not None or loaded.dpo_summary is not None:
+    if any(x is not None for x in (loaded.dpo_logs, loaded.dpo_summary, loaded.boost_logs, loaded.boost_summary)):
         alignment_path = out_dir / "alignment_report.md"
         write_text_atomic(alignment_path, render_alignment_report(inputs, loaded, plots, made))
         written["alignment_report"] = alignment_path

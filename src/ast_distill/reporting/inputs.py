@@ -25,12 +25,18 @@ class ReportInputs:
     dpo_training_metrics: Path | None = None
     dpo_eval_summary: Path | None = None
     dpo_eval_results: Path | None = None  # default: evaluation_results.jsonl beside dpo_eval_summary
+    boost_training_metrics: Path | None = None
+    boost_eval_summary: Path | None = None
+    boost_eval_results: Path | None = None  # default: evaluation_results.jsonl beside boost_eval_summary
+    aligned: Path | None = None  # alignment's choice (aligned.json)
     checkpoint_sweep: Path | None = None  # the SFT run's checkpoint_sweep.json
     run_history: Path | None = None  # the gate's run_history.jsonl
 
     def __post_init__(self) -> None:
         if self.dpo_eval_results is None and self.dpo_eval_summary is not None:
             self.dpo_eval_results = Path(self.dpo_eval_summary).parent / "evaluation_results.jsonl"
+        if self.boost_eval_results is None and self.boost_eval_summary is not None:
+            self.boost_eval_results = Path(self.boost_eval_summary).parent / "evaluation_results.jsonl"
 
 
 @dataclass
@@ -52,6 +58,10 @@ class LoadedInputs:
     dpo_logs: TrainingLogs | None = None
     dpo_summary: Summary | None = None
     dpo_results: list[dict[str, Any]] | None = None
+    boost_logs: TrainingLogs | None = None
+    boost_summary: Summary | None = None
+    boost_results: list[dict[str, Any]] | None = None
+    aligned: dict[str, Any] | None = None
     sweep: dict[str, Any] | None = None
     history: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)  # what was skipped and why
@@ -124,6 +134,14 @@ def load_inputs(inputs: ReportInputs) -> LoadedInputs:
     loaded.dpo_logs = _load_optional(inputs.dpo_training_metrics, "DPO training metrics", load_training_logs,
                                      notes)
     loaded.dpo_summary = _load_optional(inputs.dpo_eval_summary, "DPO evaluation summary", load_summary, notes)
+    loaded.boost_logs = _load_optional(inputs.boost_training_metrics, "Boost training metrics",
+                                       load_training_logs, notes)
+    loaded.boost_summary = _load_optional(inputs.boost_eval_summary, "Boost evaluation summary", load_summary,
+                                          notes)
+    if loaded.boost_summary is not None:
+        loaded.boost_results = _load_optional(inputs.boost_eval_results, "Boost evaluation results", read_jsonl,
+                                              notes)
+    loaded.aligned = _load_optional(inputs.aligned, "Alignment's choice", read_json, notes)
     loaded.sweep = _load_optional(inputs.checkpoint_sweep, "Checkpoint sweep", read_json, notes)
     loaded.history = _load_optional(inputs.run_history, "Run history", read_jsonl, notes)
     if loaded.dpo_summary is not None:

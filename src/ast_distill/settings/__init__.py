@@ -12,7 +12,7 @@ Literal aliases other modules import. Stdlib only, so those modules import it ch
 from .generated import (DEFAULTS_COMMENT, DEFAULTS_PATH, README_BEGIN, README_END, README_PATH, REPO_ROOT,
                         WRITE_COMMAND, defaults_json, main, readme_tables, readme_with_tables, stale_files)
 from .loader import check_ranges, check_value, load_settings, overlay, read_json_object
-from .sections import (SECTIONS, AlignmentSettings, DatasetGenerationSettings, EvaluationSettings,
+from .sections import (SECTIONS, AlignmentSettings, BoostSettings, DatasetGenerationSettings, EvaluationSettings,
                        ExportSettings, GateSettings, ReportingSettings, Settings, SweepSettings, TeacherSettings, TrainingSettings, flag_name,
                        setting)
 from .types import (Optimizer, Range, SchemaFormat, Switch, TeacherBackend, TrainingBackend, allowed_types,
@@ -22,7 +22,7 @@ __all__ = [
     "DEFAULTS_COMMENT", "DEFAULTS_PATH", "README_BEGIN", "README_END", "README_PATH", "REPO_ROOT", "WRITE_COMMAND",
     "defaults_json", "main", "readme_tables", "readme_with_tables", "stale_files",
     "check_ranges", "check_value", "load_settings", "overlay", "read_json_object",
-    "SECTIONS", "AlignmentSettings", "DatasetGenerationSettings", "EvaluationSettings", "ExportSettings", "GateSettings",
+    "SECTIONS", "AlignmentSettings", "BoostSettings", "DatasetGenerationSettings", "EvaluationSettings", "ExportSettings", "GateSettings",
     "ReportingSettings",
     "Settings", "SweepSettings", "TeacherSettings", "TrainingSettings", "flag_name", "setting",
     "Optimizer", "Range", "SchemaFormat", "Switch", "TeacherBackend", "TrainingBackend", "allowed_types",

@@ -187,6 +187,11 @@ class TrainingSettings:
     base_model: str = setting(
         "unsloth/gemma-3-270m-it", "a hub id or local folder (LoRA), or `scratch` (a small Gemma 3 with random "
         "weights and a tokenizer trained on the corpus, trained in full)", group="inputs and outputs")
+    start_from: str | None = setting(
+        None, "go on training from this trained checkpoint instead of `base_model` (a checkpoint dir or a run dir = "
+        "its selected checkpoint): a full model trains on in full, a LoRA adapter is merged into its base and a new "
+        "adapter trained on top; the boost step of runAlignment.sh sets it; null = start from `base_model`",
+        group="inputs and outputs", metavar="DIR")
     backend: TrainingBackend = setting(
         "auto", "`unsloth` (CUDA), `hf` (transformers + PEFT + TRL, any device) or `auto` (unsloth when CUDA and "
         "unsloth are there)", group="inputs and outputs")
@@ -473,6 +478,50 @@ class AlignmentSettings:
         3407, "seed of initialisation, data order and the `max_pairs` subset", group="schedule")
 
 
+@_section("boost", "failure-focused boost, beside DPO in stage 8")
+class BoostSettings:
+    """
+    The other way to learn from the SFT student's mistakes on the `pref` rows: the teacher writes new rows aimed at
+    what failed (the fields, operators, clauses and refusals of the failing rows, on the schemas they failed on,
+    never on unseen schemas and never repeating a request of the dataset), and SFT goes on from the selected
+    checkpoint on the train rows plus those rows for a short run. runAlignment.sh runs it beside DPO, evaluates
+    both on the same d_05 rows and keeps the one that scores higher on the `val` rows.
+    """
+
+    enabled: bool = setting(
+        True, "run the boost in runAlignment.sh (false: DPO only)", group="selection")
+    rows_per_failure: int = setting(
+        4, "new rows asked for per failed `pref` row of a schema", group="rows", limits=Range(at_least=1))
+    max_rows: int | None = setting(
+        None, "cap on the new rows over all schemas (null = no cap)", group="rows",
+        limits=Range(at_least=1, note=" (null = no cap)"))
+    candidates_per_row: int = setting(
+        8, "built-in teacher: requests sampled per row kept (it keeps those aimed at a failure); an LLM teacher is "
+        "asked for twice the rows, naming the failures", group="rows", limits=Range(at_least=1))
+    seed: int = setting(
+        29, "seed of the new rows (each schema's derives from it; other than the dataset's, so the rows are new)",
+        group="rows")
+    rows_out: str = setting(
+        "outputs/student_runs/alignment/boost_rows.jsonl", "the new rows, d_03-shaped and validated, with the "
+        "failure each aims at", group="inputs and outputs")
+    corpus_out: str = setting(
+        "outputs/student_runs/alignment/boost_corpus.jsonl", "the boost run's corpus: the d_04 corpus plus the new "
+        "rows as `train` rows", group="inputs and outputs")
+    output_dir: str = setting(
+        "outputs/student_runs/gemma3-270m-boost", "run folder of the boosted student", group="inputs and outputs")
+    max_steps: int = setting(
+        100, "optimizer steps of the boost run; an upper bound when `max_minutes` is set", group="schedule",
+        limits=Range(above=0))
+    max_minutes: float = setting(
+        0.0, "time budget of the boost run in minutes, as `training.max_minutes` (0 = none)", group="schedule",
+        limits=Range(at_least=0, note=" (0 = no time budget)"))
+    learning_rate: float | None = setting(
+        None, "peak learning rate of the boost run (null: `training.learning_rate`; Muon's is scaled by the same "
+        "factor)", group="schedule", limits=Range(above=0))
+    warmup_steps: int = setting(
+        10, "linear warmup of the boost run, in optimizer steps", group="schedule", limits=Range(at_least=0))
+
+
 @_section("reporting", "stage 9")
 class ReportingSettings:
     """
@@ -496,8 +545,9 @@ class ExportSettings:
 
     checkpoint: str | None = setting(
         None, "the checkpoint to export, a LoRA adapter or a full model folder, or a run dir (its selected "
-        "checkpoint) (null: the DPO student's selected checkpoint in `alignment.output_dir` when complete, else "
-        "the SFT student's in `training.output_dir`)", group="inputs")
+        "checkpoint) (null: the student alignment chose, SFT, DPO or boost, recorded in `aligned.json` beside "
+        "`alignment.pairs_out`; without one the DPO student's selected checkpoint when complete, else the SFT "
+        "student's)", group="inputs")
     final_schemas: str = setting(
         "outputs/d_02_final_schemas.jsonl", "the d_02 schemas file: the Modelfiles' schemas and the verified rows'",
         flag="--schemas", group="inputs", metavar="FILE")
@@ -537,7 +587,7 @@ class GateSettings:
 
     eval_summary: str | None = setting(
         None, "the evaluation summary to check (null: `evaluation.out_dir`/evaluation_summary.json; runAll.sh "
-        "passes the DPO student's when it ran alignment)", group="inputs")
+        "passes the aligned student's, SFT, DPO or boost, when it ran alignment)", group="inputs")
     history: str | None = setting(
         None, "the run history, one JSONL line per gated run (null: `reporting.out_dir`/run_history.jsonl)",
         group="outputs")
@@ -563,8 +613,7 @@ class GateSettings:
 
 SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
     TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, SweepSettings,
-    AlignmentSettings,
-    ReportingSettings, ExportSettings, GateSettings)}
+    AlignmentSettings, BoostSettings, ReportingSettings, ExportSettings, GateSettings)}
 
 
 @dataclass
@@ -579,6 +628,7 @@ class Settings:
         evaluation (`EvaluationSettings`): stage 6.
         sweep (`SweepSettings`): checkpoint selection, after SFT and after DPO.
         alignment (`AlignmentSettings`): stages 7 and 8.
+        boost (`BoostSettings`): failure-focused boost, beside DPO in stage 8.
         reporting (`ReportingSettings`): stage 9.
         export (`ExportSettings`): stage 10.
         gate (`GateSettings`): the quality gate, after evaluation.
@@ -590,6 +640,7 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
+    boost: BoostSettings = field(default_factory=BoostSettings)
     reporting: ReportingSettings = field(default_factory=ReportingSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     gate: GateSettings = field(default_factory=GateSettings)

@@ -71,8 +71,10 @@ class Teacher:
         return json.dumps(prompt_row, sort_keys=True, ensure_ascii=False)  # key order in the file is no change
 
     async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
-                             seed: int) -> list[GeneratedPair]:
-        """About n (query, AST) pairs for one schema, EN and FR, some refusals."""
+                             seed: int, focus: str = "") -> list[GeneratedPair]:
+        """About n (query, AST) pairs for one schema, EN and FR, some refusals. ``focus``: what the rows should
+        be about, in words (the boost names the student's failures); a teacher that cannot read it may ignore
+        it (callers filter)."""
         raise NotImplementedError
 
     async def judge(self, schema: dict[str, Any], query: str, gold_ast: dict[str, Any] | None,

@@ -264,8 +264,9 @@ def example_windows(spec: dict[str, Any], seed: int, requests: int) -> list[list
 
 
 def pairs_messages(schema_row: dict[str, Any], spec: dict[str, Any], n: int, refusals: int,
-                   avoid: list[str], examples: list[str]) -> list[dict[str, str]]:
-    """One pairs request; `examples`: the spec's example queries to show (see example_windows)."""
+                   avoid: list[str], examples: list[str], focus: str = "") -> list[dict[str, str]]:
+    """One pairs request; `examples`: the spec's example queries to show (see example_windows); `focus`: what
+    the pairs should be about, in words (the boost's failures), shown before the count."""
     n_en = (n + 1) // 2
     lines = [f"Domain: {schema_row.get('domain') or spec.get('domain', '')}",
              "Schema (JSON Schema):", render_schema(schema_row["schema"], "json")]
@@ -278,6 +279,8 @@ def pairs_messages(schema_row: dict[str, Any], spec: dict[str, Any], n: int, ref
         lines += ["", "Example requests for inspiration:"] + [f"- {q}" for q in examples]
     if avoid:
         lines += ["", "Already written, do not repeat:"] + [f"- {q}" for q in avoid]
+    if focus:
+        lines += ["", "Focus: " + focus]
     lines += ["", f"Write exactly {n} pairs: {n_en} in English and {n - n_en} in French; {refusals} of them "
                   f"refusals."]
     return [{"role": "system", "content": PAIRS_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]

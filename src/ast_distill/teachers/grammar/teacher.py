@@ -106,7 +106,8 @@ class GrammarTeacher(Teacher):
 
     # -- stage 3 ---------------------------------------------------------------------------------------------
     async def generate_pairs(self, schema_row: dict[str, Any], spec: dict[str, Any], n: int,
-                             seed: int) -> list[GeneratedPair]:
+                             seed: int, focus: str = "") -> list[GeneratedPair]:
+        # focus is words for an LLM: this teacher samples, and the boost keeps the samples aimed at the failures
         return self.generate_pairs_sync(schema_row, spec, n, seed)
 
     def generate_pairs_sync(self, schema_row: dict[str, Any], spec: dict[str, Any] | None, n: int,
