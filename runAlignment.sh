@@ -85,10 +85,14 @@ echo "=== [alignment 1/6] SFT student on the pref rows (free decoding, teacher v
 echo "=== [alignment 2/6] DPO pairs -> $PAIRS"
 "${PY[@]}" scripts/build_alignment_pairs.py --config "$CONFIG" --eval-results "$PREF_RESULTS" --out "$PAIRS" \
   --adapter "$ADAPTER"
-# Trains one run (DPO or boost) unless its checkpoint-final is complete: fresh with --no-resume, else going on
-# from its newest checkpoint-N. Usage: train_run LABEL RUN_DIR SCRIPT FLAGS...
+# Trains one run (DPO or boost) on from $ADAPTER unless its checkpoint-final is complete: fresh with --no-resume,
+# else going on from its newest checkpoint-N. Usage: train_run LABEL RUN_DIR SCRIPT FLAGS...
 train_run() {
-  local label="$1" dir="$2"; shift 2
+  local label="$1" dir="$2" gone; shift 2
+  # A run made from other weights than the SFT student has now (SFT was trained again) is of another lineage.
+  if gone="$(uv run --frozen python -m ast_distill.runs stale "$dir" "$ADAPTER")"; then
+    echo "=== [alignment] $dir was trained on from other weights than $ADAPTER holds now: deleted its $gone; training $label again"
+  fi
   if [ "$NO_RESUME" = 0 ] && final_complete "$dir"; then
     echo "=== [alignment] $dir/checkpoint-final is already complete; kept (delete it or pass --no-resume to train $label again)"
   elif [ "$NO_RESUME" = 1 ]; then

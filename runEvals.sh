@@ -16,12 +16,13 @@
 #   anything else is forwarded to every scripts/evaluate_student.py run (see its --help)
 # Runs: constrained decoding into <out_dir>, free decoding into <out_dir>/unconstrained, the untuned base
 # model of a LoRA adapter (constrained, same rows) into <out_dir>-base, and, when the DPO run in
-# <alignment.output_dir> finished, its selected checkpoint into <out_dir>-dpo; then
-# scripts/report_training.py (report.md, and alignment_report.md when a DPO evaluation exists).
+# <alignment.output_dir> (the boost run in <boost.output_dir>) finished, its selected checkpoint into
+# <out_dir>-dpo (<out_dir>-boost); then scripts/report_training.py (report.md, and alignment_report.md when a DPO
+# or boost evaluation exists).
 # Every evaluation resumes by row id from what an interrupted run wrote (pass --no-resume to start over).
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 CONFIG="config/defaults.json"; ADAPTER=""; OUT_DIR=""; TEACHER=(); FORWARD=(); BASELINE=1
 while [ $# -gt 0 ]; do
@@ -51,9 +52,10 @@ ensure_env
 ADAPTER="$(checkpoint_to_use runEvals.sh "$ADAPTER" "$CONFIG")" || exit 2
 [ -n "$OUT_DIR" ] || OUT_DIR="$(config_value "$CONFIG" evaluation out_dir)"
 OUT_DIR="${OUT_DIR%/}"
-DPO_DIR="$(config_value "$CONFIG" alignment output_dir)"
-DPO_STUDENT=""
+DPO_DIR="$(config_value "$CONFIG" alignment output_dir)"; BOOST_DIR="$(config_value "$CONFIG" boost output_dir)"
+DPO_STUDENT=""; BOOST_STUDENT=""
 if [ -d "$DPO_DIR" ]; then DPO_STUDENT="$(selected_checkpoint "$DPO_DIR")"; fi
+if [ -d "$BOOST_DIR" ]; then BOOST_STUDENT="$(selected_checkpoint "$BOOST_DIR")"; fi
 
 # An LLM judge that does not answer stops here, in one line, before any generation.
 CHECK=("${TEACHER[@]+"${TEACHER[@]}"}")
@@ -88,6 +90,11 @@ if [ -n "$DPO_STUDENT" ]; then
   evaluate "$DPO_STUDENT" "$OUT_DIR-dpo" --constrained
   REPORT+=(--dpo-eval-summary "$OUT_DIR-dpo/evaluation_summary.json"
            --dpo-training-metrics "$DPO_DIR/training_metrics.jsonl")
+fi
+if [ -n "$BOOST_STUDENT" ]; then
+  evaluate "$BOOST_STUDENT" "$OUT_DIR-boost" --constrained
+  REPORT+=(--boost-eval-summary "$OUT_DIR-boost/evaluation_summary.json"
+           --boost-training-metrics "$BOOST_DIR/training_metrics.jsonl")
 fi
 
 if [ -f scripts/report_training.py ]; then

@@ -4,7 +4,8 @@ Reads the pref evaluation (runAlignment.sh's step 1), finds per schema what the 
 ASTs' fields, operators and clauses; refusals the student missed), asks the dataset's teacher for about
 --rows-per-failure new rows per failed row on those schemas, keeps the valid ones aimed at a failure that repeat no
 request of the dataset, and writes them (--rows-out, d_03-shaped, each with the failures it aims at) and the boost
-corpus (--corpus-out: the d_04 corpus plus the new rows as `train` rows) for scripts/train_boost.py. A rerun keeps
+corpus (--corpus-out: the new rows as `train` rows, --replay-ratio train rows of d_04 per new row, d_04's val and
+pref rows) for scripts/train_boost.py. A rerun keeps
 both while the pref evaluation, corpus, settings and teacher are unchanged (--no-resume writes them again).
 
 Run as:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.stage_parser(__doc__)
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="write the rows again even when the kept ones were made from the same inputs")
-    cli.add_settings_flags(p, BoostSettings, ("rows_per_failure", "max_rows", "candidates_per_row", "seed",
+    cli.add_settings_flags(p, BoostSettings, ("rows_per_failure", "max_rows", "candidates_per_row", "replay_ratio", "seed",
                                               "rows_out", "corpus_out"))
     cli.add_settings_flags(p, AlignmentSettings, ("eval_results",))
     cli.add_settings_flags(p, DatasetGenerationSettings, ("teacher_model",))

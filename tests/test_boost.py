@@ -3,6 +3,7 @@ those failures (never on unseen schemas, never repeating a dataset request), and
 selected checkpoint on train + boost rows."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student, write_tiny_schemas
 
 from ast_distill import dsl, runs
+from ast_distill.alignment import choice
 from ast_distill.alignment.boost import (SOURCE, boost_training_settings, build_boost_rows, failure_targets,
                                          rows_wanted)
 from ast_distill.config import load_config
@@ -76,11 +78,16 @@ def test_boost_rows_are_valid_new_and_aimed_at_the_failures(tmp_path: Path) -> N
     assert {r["schema_id"] for r in rows} == {schema["id"]}
     assert all(dsl.validation_error(schema["schema"], r["ast"]) is None for r in rows)
     assert all({"field:stock", "op:below"} & set(r["boost_targets"]) for r in rows)
-    # the corpus the boost run trains on: every d_04 row, plus the new rows as train rows rendered like them
+    # the corpus the boost run trains on: the new rows as train rows rendered like the others, as many train rows
+    # of d_04 replayed (replay_ratio 1), and every val row of d_04 (eval_loss)
     corpus = read_jsonl(tmp_path / "boost_corpus.jsonl")
     added = [r for r in corpus if r.get("source") == SOURCE]
-    assert len(corpus) == 30 + 12 and len(added) == 12 and {r["split"] for r in added} == {"train"}
+    assert len(added) == 12 and {r["split"] for r in added} == {"train"}
     assert all(r["prompt"][0]["content"] for r in added)
+    d04 = read_jsonl(tmp_path / "d04.jsonl")
+    kept = [r for r in corpus if r.get("source") != SOURCE]
+    assert sum(r["split"] == "train" for r in kept) == summary["replayed_train_rows"] == 12
+    assert [r for r in kept if r["split"] == "val"] == [r for r in d04 if r["split"] == "val"]
 
     # A request the dataset holds (here: every one just written, as if they were test rows) is never kept.
     taken = [{"schema_id": r["schema_id"], "query": r["query"].upper() + "!"} for r in rows]
@@ -139,3 +146,50 @@ def test_boost_training_goes_on_from_the_selected_checkpoint_and_learns_the_boos
     run_config = read_json(tmp_path / "boost" / "run_config.json")
     assert run_config["start_from"] == str(sft_run / "checkpoint-best")
     assert (tmp_path / "boost" / "checkpoint-6").is_dir()  # a middle checkpoint for the sweep
+
+
+def finished_run(folder: Path, semantic_pass: float | None, schema_valid: float = 1.0) -> Path:
+    """A run dir with a complete checkpoint-best and, unless semantic_pass is None, its sweep's ranking."""
+    best = folder / runs.BEST_DIR
+    best.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", "tokenizer_config.json"):
+        (best / name).write_text("{}", encoding="utf-8")
+    (folder / runs.FINAL_DIR).mkdir()
+    if semantic_pass is not None:
+        ranking = [{"semantic_pass_rate": semantic_pass, "schema_valid_rate": schema_valid, "n": 100}]
+        (folder / runs.SWEEP_FILE).write_text(json.dumps({"checkpoint_best": str(best), "ranking": ranking}))
+    return folder
+
+
+def choice_config(tmp_path: Path) -> dict[str, Any]:
+    config = load_config()
+    config["alignment"].update(adapter=str(tmp_path / "sft"), output_dir=str(tmp_path / "dpo"),
+                               pairs_out=str(tmp_path / "align" / "pairs.jsonl"))
+    config["boost"]["output_dir"] = str(tmp_path / "boost")
+    config["evaluation"]["out_dir"] = str(tmp_path / "eval")
+    return config
+
+
+def test_alignment_keeps_the_student_with_the_best_val_figures_and_a_tie_keeps_the_simpler(tmp_path: Path) -> None:
+    config = choice_config(tmp_path)
+    finished_run(tmp_path / "sft", 0.30)
+    finished_run(tmp_path / "dpo", 0.31)
+    finished_run(tmp_path / "boost", 0.36)
+    record = choice.choose(config)
+    assert record["method"] == "boost" and record["checkpoint"] == str(tmp_path / "boost" / runs.BEST_DIR)
+    assert record["eval_summary"] == str(tmp_path / "eval-boost" / "evaluation_summary.json")
+    assert choice.chosen(config) == read_json(tmp_path / "align" / choice.ALIGNED_FILE) == record
+
+    shutil.rmtree(tmp_path / "boost")  # a tie on semantic pass goes to schema-valid, then the simpler method
+    finished_run(tmp_path / "boost", 0.31, schema_valid=0.99)
+    assert choice.choose(config)["method"] == "dpo"
+    (tmp_path / "sft" / runs.SWEEP_FILE).write_text(json.dumps(
+        {"checkpoint_best": "x", "ranking": [{"semantic_pass_rate": 0.31, "schema_valid_rate": 1.0, "n": 100}]}))
+    assert choice.choose(config)["method"] == "sft"
+
+    shutil.rmtree(tmp_path / "dpo")  # no sweep on a run: nothing fair to compare on, the last method trained
+    finished_run(tmp_path / "dpo", None)
+    record = choice.choose(config)
+    assert record["method"] == "boost" and "not every run was swept" in record["rule"]
+    shutil.rmtree(tmp_path / "boost")  # the kept student is gone: nothing is chosen any more
+    assert choice.chosen(config) is None

@@ -111,7 +111,9 @@ def run_layout(tmp_path: Path) -> dict[str, Path]:
               "dpo": tmp_path / "runs" / "sft-dpo", "out": tmp_path / "reports"}
     layout["config"] = write_json(tmp_path / "config.json", {
         "training": {"output_dir": str(layout["train"])}, "evaluation": {"out_dir": str(layout["eval"])},
-        "alignment": {"output_dir": str(layout["dpo"])}, "reporting": {"out_dir": str(layout["out"])}})
+        "alignment": {"output_dir": str(layout["dpo"]), "pairs_out": str(tmp_path / "runs" / "align" / "pairs.jsonl")},
+        "boost": {"output_dir": str(tmp_path / "runs" / "sft-boost")}, "reporting": {"out_dir": str(layout["out"])}})
+    layout["boost"] = tmp_path / "runs" / "sft-boost"
     return layout
 
 
@@ -223,6 +225,41 @@ def test_alignment_report_compares_sft_and_dpo_with_right_deltas(run_layout: dic
         assert (out / png).read_bytes().startswith(PNG_MAGIC), png
         assert f"]({png})" in text, png
     assert "| rewards/accuracies | 0.5625 | 1.0000 | 40 |" in text
+
+
+def test_alignment_report_puts_sft_dpo_and_boost_side_by_side_with_rows_fixed_cost_and_the_choice(
+        run_layout: dict[str, Path]) -> None:
+    write_jsonl(run_layout["train"] / "training_metrics.jsonl", training_logs())
+    write_json(run_layout["eval"] / "evaluation_summary.json", summary(0.41, 0.2, 0.35, 0.33, 0.36))
+    write_jsonl(run_layout["eval"] / "evaluation_results.jsonl",
+                [result_row("a", semantic=False), result_row("b"), result_row("c", semantic=False)])
+    for method, overall, rows in (("dpo", 0.38, [result_row("a"), result_row("b"), result_row("c", semantic=False)]),
+                                  ("boost", 0.43, [result_row("a"), result_row("b", semantic=False),
+                                                   result_row("c")])):
+        folder = run_layout["eval"].with_name(f"eval-{method}")
+        write_json(folder / "evaluation_summary.json", summary(0.44, 0.2, 0.4, 0.3, overall))
+        write_jsonl(folder / "evaluation_results.jsonl", rows)
+        write_jsonl(run_layout[method] / "training_metrics.jsonl",
+                    training_logs(dpo=method == "dpo") + [{"step": 40, "train_runtime": 61.4 if method == "dpo" else 95.0}])
+    write_json(run_layout["dpo"] / "run_config.json", {"counts": {"trained_pairs": 223}})
+    write_json(run_layout["boost"] / "run_config.json",
+               {"counts": {"train_rows": 7900, "train_rows_by_source": {"corpus": 7535, "boost": 365}}})
+    write_json(run_layout["config"].parent / "runs" / "align" / "aligned.json", {
+        "method": "boost", "checkpoint": "runs/sft-boost/checkpoint-best", "rule": "highest semantic pass on val",
+        "val": {"sft": {"semantic_pass_rate": 0.05}, "dpo": {"semantic_pass_rate": 0.06},
+                "boost": {"semantic_pass_rate": 0.09}}})
+
+    assert run_script(["--config", str(run_layout["config"])]) == 0
+
+    text = (run_layout["out"] / "alignment_report.md").read_text(encoding="utf-8")
+    assert "| figure | SFT | DPO | boost |" in text
+    assert "| semantic pass, all rows | 0.360 | 0.380 | 0.430 |" in text
+    assert "| rows fixed vs SFT | - | 1 | 2 |" in text and "| rows broken vs SFT | - | 0 | 1 |" in text
+    assert "| training seconds | - | 61 | 95 |" in text
+    assert "| trained on | - | 223 pairs | 7900 rows, 365 of them new |" in text
+    assert "| val semantic pass (the choice) | 0.050 | 0.060 | 0.090 |" in text
+    assert "DPO fixed 1 and broke 0 of 3 rows (net +1); boost fixed 2 and broke 1 of 3 rows (net +1)." in text
+    assert "Kept: **boost**" in text
 
 
 def test_alignment_report_warns_when_rows_differ_and_notes_missing_dpo_eval() -> None:

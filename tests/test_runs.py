@@ -61,6 +61,28 @@ def test_bash_runners_ask_the_same_rules(tmp_path: Path) -> None:
     assert runner_answer("latest_checkpoint", tmp_path / "none").stdout.strip() == ""
 
 
+def test_a_run_trained_from_weights_the_start_no_longer_has_is_forgotten_checkpoints_and_sweep_only(
+        tmp_path: Path) -> None:
+    from ast_distill.fingerprint import checkpoint_fingerprint
+
+    start = make_final(tmp_path / "sft", ("model.safetensors", "config.json", "tokenizer_config.json"))
+    run = tmp_path / "dpo"
+    make_checkpoint(run, 20)
+    make_final(run, ("model.safetensors", "config.json", "tokenizer_config.json"))
+    (run / runs.SWEEP_FILE).write_text("{}", encoding="utf-8")
+    (run / runs.METRICS_FILE).write_text("", encoding="utf-8")
+    (run / runs.RUN_CONFIG_FILE).write_text(json.dumps({runs.START_FINGERPRINT: checkpoint_fingerprint(start)}))
+    assert not runs.trained_from_other_weights(run, start)
+    assert not runs.trained_from_other_weights(tmp_path / "no-run-yet", start)
+    ask = [sys.executable, "-m", "ast_distill.runs", "stale", str(run), str(start)]
+    assert subprocess.run(ask, capture_output=True, text=True, timeout=120).returncode == 1
+    (start / "model.safetensors").write_text('{"retrained": true}', encoding="utf-8")  # SFT trained again
+    assert runs.trained_from_other_weights(run, start)
+    done = subprocess.run(ask, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["checkpoint-20", "checkpoint-final", runs.SWEEP_FILE]
+    assert sorted(p.name for p in run.iterdir()) == [runs.RUN_CONFIG_FILE, runs.METRICS_FILE]
+
+
 def test_resume_metrics_log_drops_records_after_the_checkpoint(tmp_path: Path) -> None:
     log = runs.open_metrics_log(tmp_path, None)
     for step in (1, 2, 3, 4):

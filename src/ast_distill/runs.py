@@ -250,16 +250,52 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, run_config: d
     return FinishedRun(result, step, wall, final, run_config)
 
 
+START_FINGERPRINT = "start_fingerprint"  # run_config.json: the weights a run trained on from (DPO, the boost)
+
+
+def trained_from_other_weights(run_dir: str | Path, start: str | Path) -> bool:
+    """True when the run dir's run_config.json records a start whose weights are not ``start``'s now (the SFT
+    student was retrained at the same path): its checkpoints are of another lineage. False when nothing is
+    recorded (no run yet, or a run from before starts were recorded)."""
+    from .fingerprint import checkpoint_fingerprint
+
+    path = Path(run_dir) / RUN_CONFIG_FILE
+    if not path.is_file():
+        return False
+    recorded = json.loads(path.read_text(encoding="utf-8")).get(START_FINGERPRINT)
+    return recorded is not None and recorded != checkpoint_fingerprint(start)
+
+
+def forget_run(run_dir: str | Path) -> list[str]:
+    """Delete a run dir's checkpoints, sweep and choice (not its other files): what a run from other start
+    weights left, so that no later step resumes from, sweeps or selects them. Returns the names deleted."""
+    folder = Path(run_dir)
+    gone = sorted(p.name for p in folder.glob("checkpoint-*") if p.is_dir()) + \
+        [name for name in ("sweep", SWEEP_FILE) if (folder / name).exists()]
+    for name in gone:
+        target = folder / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return gone
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ask about a run dir (what the bash runners use).")
-    parser.add_argument("question", choices=("latest", "complete", "selected"),
+    parser.add_argument("question", choices=("latest", "complete", "selected", "stale"),
                         help="latest: print the newest resumable checkpoint-N (nothing when none); "
                              "complete: exit 0 when <run dir>/checkpoint-final is complete, else 1; "
                              "selected: print the checkpoint a stage uses for this path (a run dir's "
                              "checkpoint-best, else checkpoint-final, nothing when neither is complete; any other "
-                             "path as given)")
+                             "path as given); stale: when the run was trained on from other weights than START "
+                             "now has, delete its checkpoints and sweep, print what was deleted and exit 0, else "
+                             "exit 1")
     parser.add_argument("run_dir")
+    parser.add_argument("start", nargs="?", default=None, help="stale: the checkpoint the run trains on from")
     args = parser.parse_args(argv)
+    if args.question == "stale":
+        if not args.start or not trained_from_other_weights(args.run_dir, args.start):
+            return 1
+        print(" ".join(forget_run(args.run_dir)))
+        return 0
     if args.question == "latest":
         print(latest_checkpoint(args.run_dir) or "")
         return 0

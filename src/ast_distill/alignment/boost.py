@@ -27,7 +27,7 @@ from ..failures import CLAUSES, conditions, failure_detail
 from ..fingerprint import file_digest
 from ..jsonl import meta_path, read_json, read_jsonl, stable_id, write_jsonl_atomic
 from ..provenance import write_meta
-from ..records import REFUSAL, is_refusal, normalize_query
+from ..records import REFUSAL, TRAINED_SPLITS, is_refusal, normalize_query
 from ..settings import BoostSettings, check_ranges
 from ..teachers import Teacher, TeacherError, map_bounded
 
@@ -125,6 +125,16 @@ async def rows_for_schema(teacher: Teacher, schema_row: dict[str, Any], spec: Ma
     return [row for _, _, row in scored[:wanted]], dropped
 
 
+def replayed(corpus_rows: list[dict[str, Any]], new_rows: int, ratio: float | None, seed: int) -> list[dict[str, Any]]:
+    """The corpus rows the boost corpus keeps: every row of another split, and of the train rows
+    round(ratio * new_rows), a seeded sample in corpus order (ratio None: all of them)."""
+    train = [r for r in corpus_rows if r.get("split") in TRAINED_SPLITS]
+    if ratio is None or round(ratio * new_rows) >= len(train):
+        return list(corpus_rows)
+    keep = {str(r["id"]) for r in sorted(train, key=lambda r: stable_id(seed, "replay", r["id"]))[:round(ratio * new_rows)]}
+    return [r for r in corpus_rows if r.get("split") not in TRAINED_SPLITS or str(r["id"]) in keep]
+
+
 def boost_settings(cfg: Mapping[str, Any]) -> None:
     check_ranges(BoostSettings, cfg, "boost.{key} must be {rule}, got {value}; fix the config")
 
@@ -132,15 +142,16 @@ def boost_settings(cfg: Mapping[str, Any]) -> None:
 def build_boost_rows(*, teacher: Teacher, pref_results: str | Path, corpus: str | Path, dataset: str | Path,
                      schemas: str | Path, specs: str | Path, cfg: Mapping[str, Any], resume: bool = True,
                      log: Any = print) -> dict[str, Any]:
-    """Write boost.rows_out (the new d_03-shaped rows) and boost.corpus_out (the corpus plus them as `train`
-    rows); returns the summary recorded in their .meta.json. A rerun keeps both while the pref results, the
+    """Write boost.rows_out (the new d_03-shaped rows) and boost.corpus_out (them as `train` rows, with the
+    replayed train rows and the corpus's other rows); returns the summary recorded in their .meta.json. A rerun keeps both while the pref results, the
     settings and the teacher are those they were made from (resume)."""
     boost_settings(cfg)
     records = read_jsonl(pref_results)
     if not records:
         raise UserError(f"{pref_results} holds no evaluated rows; run the pref evaluation first (runAlignment.sh)")
     corpus_rows = read_jsonl(corpus)
-    settings = {key: cfg[key] for key in ("rows_per_failure", "max_rows", "candidates_per_row", "seed")}
+    settings = {key: cfg[key] for key in ("rows_per_failure", "max_rows", "candidates_per_row", "replay_ratio",
+                                          "seed")}
     digest = stable_id(file_digest(pref_results), file_digest(corpus), settings, teacher.describe())
     rows_out, corpus_out = Path(cfg["rows_out"]), Path(cfg["corpus_out"])
     if resume and corpus_out.is_file() and meta_path(rows_out).is_file():
@@ -180,13 +191,15 @@ def build_boost_rows(*, teacher: Teacher, pref_results: str | Path, corpus: str 
     schema_format = corpus_schema_format(corpus) or "compact"
     boost_corpus = [{**corpus_record(row, schema_rows[row["schema_id"]], "train", True, schema_format),
                      "source": SOURCE} for row in new_rows]
+    kept = replayed(corpus_rows, len(boost_corpus), cfg["replay_ratio"], int(cfg["seed"]))
     write_jsonl_atomic(rows_out, new_rows)
-    write_jsonl_atomic(corpus_out, corpus_rows + boost_corpus)
+    write_jsonl_atomic(corpus_out, kept + boost_corpus)
     summary = {"inputs_digest": digest, "rows": len(new_rows), "wanted": sum(wanted.values()),
                "refusals": sum(1 for r in new_rows if r["kind"] == REFUSAL), "schemas": len(jobs),
                "failed_pref_rows": sum(c["failed"] for c in targets.values()), "pref_rows": len(records),
                "dropped": dict(dropped), "schema_format": schema_format,
-               "corpus_rows": len(corpus_rows) + len(boost_corpus),
+               "corpus_rows": len(kept) + len(boost_corpus),
+               "replayed_train_rows": sum(1 for r in kept if r.get("split") in TRAINED_SPLITS),
                "targets": {s: dict(c.most_common()) for s, c in sorted(targets.items())}}
     provenance_settings = {**settings, "pref_results": str(pref_results), "corpus": str(corpus)}
     for path in (rows_out, corpus_out):

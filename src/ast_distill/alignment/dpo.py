@@ -15,8 +15,9 @@ from ..budget import budget_callback
 from ..errors import UserError
 from ..jsonl import read_jsonl
 from ..prompting import is_messages
-from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, resolve_checkpoint,
-                    resolve_resume, run_record, train_and_save)
+from ..fingerprint import checkpoint_fingerprint
+from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, START_FINGERPRINT, metrics_callback, open_metrics_log,
+                    resolve_checkpoint, resolve_resume, run_record, train_and_save)
 from ..settings import AlignmentSettings, check_ranges
 from .. import student
 from ..student.continuation import MERGED_BASE_REF, check_start, ensure_merged_base, merged_base_callback
@@ -230,6 +231,7 @@ def train_dpo(cfg: Mapping[str, Any], *, resume: str | None = None,
         resumed_from=resume_dir, backend=backend, device=device,
         dtype="bf16 autocast" if bf16 else "float32", precision=precision.record(),
         student=setup.kind, start=str(cfg["adapter"]), base_model=setup.base_model or SCRATCH,
+        **{START_FINGERPRINT: checkpoint_fingerprint(str(cfg["adapter"]))},
         reference=start.reference,
         counts={"pairs": len(pairs), "trained_pairs": len(dataset), "dropped_overlong": too_long},
         parameters=parameter_counts(setup.model))

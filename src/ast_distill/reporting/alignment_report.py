@@ -62,6 +62,8 @@ def side_by_side(loaded: LoadedInputs) -> list[str]:
     rows.append(["rows fixed vs SFT"] + ["-" if c is None else str(c["fixed"]) for c in changes])
     rows.append(["rows broken vs SFT"] + ["-" if c is None else str(c["broken"]) for c in changes])
     rows.append(["training seconds"] + [fmt_seconds(training_seconds(logs)) for _, _, _, logs in columns])
+    trained_on = {"SFT": "-", "DPO": pairs_trained(loaded.dpo_run), "boost": rows_trained(loaded.boost_run)}
+    rows.append(["trained on"] + [trained_on[name] for name, _, _, _ in columns])
     val = (loaded.aligned or {}).get("val") or {}
     key = {"SFT": "sft", "DPO": "dpo", "boost": "boost"}
     rows.append(["val semantic pass (the choice)"] + [
@@ -76,6 +78,19 @@ def side_by_side(loaded: LoadedInputs) -> list[str]:
         lines += [f"Kept: **{loaded.aligned['method']}** (`{loaded.aligned['checkpoint']}`): "
                   f"{loaded.aligned['rule']}.", ""]
     return lines
+
+
+def pairs_trained(run: Mapping[str, Any] | None) -> str:
+    counts = (run or {}).get("counts") or {}
+    return "-" if counts.get("trained_pairs") is None else f"{counts['trained_pairs']} pairs"
+
+
+def rows_trained(run: Mapping[str, Any] | None) -> str:
+    counts = (run or {}).get("counts") or {}
+    if counts.get("train_rows") is None:
+        return "-"
+    new = (counts.get("train_rows_by_source") or {}).get("boost")
+    return f"{counts['train_rows']} rows" + ("" if new is None else f", {new} of them new")
 
 
 def fmt_seconds(value: float | None) -> str:

@@ -62,6 +62,8 @@ class LoadedInputs:
     boost_summary: Summary | None = None
     boost_results: list[dict[str, Any]] | None = None
     aligned: dict[str, Any] | None = None
+    dpo_run: dict[str, Any] | None = None  # run_config.json beside the DPO metrics
+    boost_run: dict[str, Any] | None = None  # run_config.json beside the boost metrics
     sweep: dict[str, Any] | None = None
     history: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)  # what was skipped and why
@@ -142,6 +144,10 @@ def load_inputs(inputs: ReportInputs) -> LoadedInputs:
         loaded.boost_results = _load_optional(inputs.boost_eval_results, "Boost evaluation results", read_jsonl,
                                               notes)
     loaded.aligned = _load_optional(inputs.aligned, "Alignment's choice", read_json, notes)
+    for name, metrics in (("dpo_run", inputs.dpo_training_metrics), ("boost_run", inputs.boost_training_metrics)):
+        path = None if metrics is None else Path(metrics).parent / "run_config.json"
+        if path is not None and path.is_file():
+            setattr(loaded, name, read_json(path))
     loaded.sweep = _load_optional(inputs.checkpoint_sweep, "Checkpoint sweep", read_json, notes)
     loaded.history = _load_optional(inputs.run_history, "Run history", read_jsonl, notes)
     if loaded.dpo_summary is not None:

@@ -498,6 +498,10 @@ class BoostSettings:
     candidates_per_row: int = setting(
         8, "built-in teacher: requests sampled per row kept (it keeps those aimed at a failure); an LLM teacher is "
         "asked for twice the rows, naming the failures", group="rows", limits=Range(at_least=1))
+    replay_ratio: float | None = setting(
+        1.0, "train rows of the corpus kept in the boost corpus per new row, a seeded sample (replay: so the short "
+        "run learns the failures without forgetting the rest); null = every train row", group="rows",
+        limits=Range(at_least=0, note=" (null = every train row)"))
     seed: int = setting(
         29, "seed of the new rows (each schema's derives from it; other than the dataset's, so the rows are new)",
         group="rows")
@@ -505,8 +509,8 @@ class BoostSettings:
         "outputs/student_runs/alignment/boost_rows.jsonl", "the new rows, d_03-shaped and validated, with the "
         "failure each aims at", group="inputs and outputs")
     corpus_out: str = setting(
-        "outputs/student_runs/alignment/boost_corpus.jsonl", "the boost run's corpus: the d_04 corpus plus the new "
-        "rows as `train` rows", group="inputs and outputs")
+        "outputs/student_runs/alignment/boost_corpus.jsonl", "the boost run's corpus: the new rows and the replayed "
+        "train rows as `train` rows, and the d_04 corpus's other rows (its `val` rows give eval_loss)", group="inputs and outputs")
     output_dir: str = setting(
         "outputs/student_runs/gemma3-270m-boost", "run folder of the boosted student", group="inputs and outputs")
     max_steps: int = setting(

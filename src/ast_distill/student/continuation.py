@@ -63,13 +63,17 @@ def check_same_vocabulary(recorded: str, base_model: str, base: Any) -> None:
 
 
 def ensure_merged_base(adapter: str, base_model: str | None, output_dir: Path, log: Any = print) -> Path:
-    """<output_dir>/sft-merged: the merged model + tokenizer, written once (atomically) per adapter.
+    """<output_dir>/sft-merged: the merged model + tokenizer, written once (atomically) per adapter and weights.
 
     The new adapter names this dir as its base (MERGED_BASE_REF), so checkpoint-N and checkpoint-final load as
     merged model + new adapter with student.load_student, wherever the run dir is.
     """
+    from ..fingerprint import checkpoint_fingerprint
+
     merged = output_dir / MERGED_DIR
-    source = {"adapter": str(Path(adapter).resolve()), "base_model": base_model}
+    # the adapter's weights, not only its path: an SFT retrained at the same path is merged again
+    source = {"adapter": str(Path(adapter).resolve()), "base_model": base_model,
+              "fingerprint": checkpoint_fingerprint(adapter)}
     marker = merged / MERGED_FROM
     if marker.is_file() and read_json(marker) == source:
         return merged

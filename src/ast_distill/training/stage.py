@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any
 from ..corpus import corpus_schema_format
 from ..errors import UserError
 from ..jsonl import read_jsonl
-from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, metrics_callback, open_metrics_log, resolve_checkpoint,
-                   resolve_resume, run_record, train_and_save)
+from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, START_FINGERPRINT, metrics_callback, open_metrics_log,
+                   resolve_checkpoint, resolve_resume, run_record, train_and_save)
 from ..settings import TrainingSettings, check_ranges
 from ..student.continuation import MERGED_BASE_REF, check_start, continue_from, merged_base_callback
 from ..student.models import (BACKENDS, SCRATCH, StudentSetup, build_hf_lora_student, build_scratch_student,
@@ -107,7 +108,9 @@ def prepare(cfg: Mapping[str, Any], rows: list[dict[str, Any]], *, resume_dir: s
     if setup is None:
         setup = (build_scratch_student(cfg, tokenizer) if cfg["base_model"] == SCRATCH
                  else build_hf_lora_student(cfg, tokenizer, device, bf16))
-    counts = dict(split.counts, train_rows=len(train), val_rows=len(val), dropped_overlong_train=dropped_train,
+    by_source = Counter(str(r.get("source") or "corpus") for r in train)  # the boost's new rows: "boost"
+    counts = dict(split.counts, train_rows=len(train), val_rows=len(val), train_rows_by_source=dict(by_source),
+                  dropped_overlong_train=dropped_train,
                   dropped_overlong_val=dropped_val, train_tokens=sum(train_lengths),
                   max_train_length=max(train_lengths), mean_train_length=sum(train_lengths) / len(train_lengths))
     batch, accum, seed = int(cfg["batch_size"]), int(cfg["grad_accum"]), int(cfg["seed"])
@@ -194,7 +197,7 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
         resumed_from=resume_dir, backend=prep.backend, device=prep.device,
         dtype="bf16 autocast" if prep.bf16 else str(next(setup.model.parameters()).dtype).replace("torch.", ""),
         precision=prep.precision, student=setup.kind, base_model=setup.base_model or SCRATCH,
-        start_from=resolve_checkpoint(str(cfg["start_from"])) if cfg.get("start_from") else None,
+        **start_record(cfg.get("start_from")),
         parameters=parameter_counts(setup.model), counts=prep.counts, padding_share_estimate=prep.padding)
     measured: dict[str, float] = {}
 
@@ -210,6 +213,17 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
     return {"checkpoint_final": str(run.final), "metrics": str(metrics_path),
             "run_config": str(output_dir / RUN_CONFIG_FILE), "final_step": run.final_step,
             "train_loss": float(run.result.training_loss), **measured}
+
+
+def start_record(start_from: str | None) -> dict[str, Any]:
+    """run_config's record of the checkpoint a run trains on from (the boost's), with its weights' fingerprint
+    (runs.trained_from_other_weights reads it); empty for a run from base_model."""
+    if not start_from:
+        return {}
+    from ..fingerprint import checkpoint_fingerprint
+
+    start = resolve_checkpoint(str(start_from))
+    return {"start_from": start, START_FINGERPRINT: checkpoint_fingerprint(start)}
 
 
 def throughput(counts: dict[str, int], train_s: float) -> dict[str, float]:
