@@ -18,6 +18,8 @@ STAGE_DEPENDENCIES = {
     ("evaluation", "predict"),  # evaluation loads and runs the student as predict does
     ("sweep", "evaluation"),  # each checkpoint is scored by the evaluation stage on the val rows
     ("alignment", "training"),  # DPO tokenizes its pairs as SFT does its rows
+    ("alignment", "dataset"), ("alignment", "corpus"),  # boost rows are made as stage 3 makes rows, rendered as stage 4
+    ("export", "alignment"),  # by default the export ships the student alignment chose
     ("export", "predict"), ("export", "evaluation"),  # the export is checked on d_05 rows as evaluation picks them
     ("benchmark", "dataset"), ("benchmark", "evaluation"), ("benchmark", "predict"), ("benchmark", "training"),
 }

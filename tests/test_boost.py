@@ -63,7 +63,7 @@ def boost_inputs(tmp_path: Path, dataset_rows: list[dict[str, Any]] | None = Non
     pref += [evaluated("an-unseen-schema", STOCK_BELOW, PRICE_ABOVE, 9)]
     write_jsonl_atomic(tmp_path / "pref.jsonl", pref)
     cfg = dict(load_config()["boost"], rows_out=str(tmp_path / "boost_rows.jsonl"),
-               corpus_out=str(tmp_path / "boost_corpus.jsonl"), rows_per_failure=4)
+               corpus_out=str(tmp_path / "boost_corpus.jsonl"), rows_per_failure=4, replay_ratio=1.0)
     return {"teacher": GrammarTeacher(seed=5), "pref_results": tmp_path / "pref.jsonl",
             "corpus": tmp_path / "d04.jsonl", "dataset": tmp_path / "d03.jsonl", "schemas": tmp_path / "d02.jsonl",
             "specs": tmp_path / "missing-specs.jsonl", "cfg": cfg, "log": lambda *_: None}
@@ -88,6 +88,9 @@ def test_boost_rows_are_valid_new_and_aimed_at_the_failures(tmp_path: Path) -> N
     kept = [r for r in corpus if r.get("source") != SOURCE]
     assert sum(r["split"] == "train" for r in kept) == summary["replayed_train_rows"] == 12
     assert [r for r in kept if r["split"] == "val"] == [r for r in d04 if r["split"] == "val"]
+    # replay_ratio null (the default) keeps every row of d_04
+    build_boost_rows(**{**inputs, "cfg": {**inputs["cfg"], "replay_ratio": None}})
+    assert [r for r in read_jsonl(tmp_path / "boost_corpus.jsonl") if r.get("source") != SOURCE] == d04
 
     # A request the dataset holds (here: every one just written, as if they were test rows) is never kept.
     taken = [{"schema_id": r["schema_id"], "query": r["query"].upper() + "!"} for r in rows]
