@@ -13,6 +13,7 @@ Run as:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,6 +62,25 @@ def rank(method: str, figures: Mapping[str, Any]) -> tuple[float, float, int]:
     return (-(figures["semantic_pass_rate"] or 0.0), -(figures["schema_valid_rate"] or 0.0), METHODS.index(method))
 
 
+def margin_and_noise(best: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, float]:
+    """How far the winner's val semantic pass is above the runner-up's, and two binomial standard errors of that
+    difference: a margin below the noise is a choice that other val rows could reverse."""
+    a, b = float(best["semantic_pass_rate"] or 0.0), float(other["semantic_pass_rate"] or 0.0)
+    noise = 2 * math.sqrt(a * (1 - a) / max(int(best["n"]), 1) + b * (1 - b) / max(int(other["n"]), 1))
+    return {"margin": round(a - b, 6), "noise": round(noise, 6)}
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """Why the student was kept, and how clearly (aligned.json's "why", which the CLI and the report show)."""
+    text = f"(`{record['checkpoint']}`): {record['rule']}"
+    close = record.get("closeness")
+    if close:
+        verdict = "within noise" if close["margin"] < close["noise"] else "beyond noise"
+        text += (f"; {close['margin']:+.3f} over {close['runner_up']} on val, {verdict} (two standard errors "
+                 f"{close['noise']:.3f})")
+    return text
+
+
 def choose(config: Config, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     """Pick among the methods whose run finished (a selected checkpoint), write aligned.json and return it."""
     trained = {m: selected_checkpoint(run_dir(config, m)) for m in methods}
@@ -70,15 +90,20 @@ def choose(config: Config, methods: tuple[str, ...] = METHODS) -> dict[str, Any]
                         f"run ./runTraining.sh and ./runAlignment.sh first")
     figures = {m: val_figures(run_dir(config, m)) for m in trained}
     scored = {m: f for m, f in figures.items() if f is not None}
+    closeness = None
     if len(scored) == len(trained):
-        method = min(scored, key=lambda m: rank(m, scored[m]))
+        ranked = sorted(scored, key=lambda m: rank(m, scored[m]))
+        method = ranked[0]
         rule = "highest semantic pass on the sweep's val rows, then schema-valid, then the simpler method"
+        if len(ranked) > 1:
+            closeness = margin_and_noise(scored[ranked[0]], scored[ranked[1]]) | {"runner_up": ranked[1]}
     else:
         method = max(trained, key=METHODS.index)
         rule = "not every run was swept (sweep.enabled false?): the last method that trained"
     record = {"method": method, "checkpoint": trained[method], "run_dir": str(run_dir(config, method)),
               "eval_summary": str(eval_dir(config, method) / "evaluation_summary.json"), "rule": rule,
-              "val": figures, "checkpoints": trained}
+              "val": figures, "checkpoints": trained, "closeness": closeness}
+    record["why"] = describe(record)
     write_json_atomic(aligned_path(config), record)
     return record
 
@@ -106,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 shown = ("no sweep" if figures is None else f"val semantic pass {figures['semantic_pass_rate']}, "
                          f"schema-valid {figures['schema_valid_rate']} (n={figures['n']})")
                 print(f"  {method:<6} {shown}")
-            print(f"== aligned student: {record['method']} ({record['checkpoint']}); {record['rule']}")
+            print(f"== aligned student: {record['method']} {record['why']}")
             return 0
         record = chosen(config)
         print("" if record is None else record.get(args.field, ""))

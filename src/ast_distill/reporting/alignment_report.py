@@ -75,8 +75,8 @@ def side_by_side(loaded: LoadedInputs) -> list[str]:
                          for (name, _, _, _), c in zip(columns, changes) if c is not None)
         lines += [said[:1].upper() + said[1:] + ".", ""]
     if loaded.aligned:
-        lines += [f"Kept: **{loaded.aligned['method']}** (`{loaded.aligned['checkpoint']}`): "
-                  f"{loaded.aligned['rule']}.", ""]
+        why = loaded.aligned.get("why") or loaded.aligned.get("rule", "")
+        lines += [f"Kept: **{loaded.aligned['method']}** {why}.", ""]
     return lines
 
 

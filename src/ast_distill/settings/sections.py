@@ -381,7 +381,7 @@ class EvaluationSettings:
         "also judges rows whose verdict is `error` again)", group="outputs")
 
 
-@_section("sweep", "checkpoint selection, after SFT and after DPO")
+@_section("sweep", "checkpoint selection, after SFT, DPO and the boost")
 class SweepSettings:
     """
     The checkpoint sweep: every kept checkpoint-N of a run and its checkpoint-final are scored on `val` rows
@@ -391,7 +391,7 @@ class SweepSettings:
     """
 
     enabled: bool = setting(
-        True, "run the sweep after SFT and after DPO in the runners (false: stages use checkpoint-final)",
+        True, "run the sweep after SFT, DPO and the boost in the runners (false: stages use checkpoint-final, and alignment keeps the last method trained)",
         group="selection")
     dataset: str | None = setting(
         None, "rows to score (null: `training.training_corpus`); only its `val` rows are used", group="inputs")
@@ -631,7 +631,7 @@ class Settings:
         dataset_generation (`DatasetGenerationSettings`): stages 1 to 4.
         training (`TrainingSettings`): SFT (stage 5).
         evaluation (`EvaluationSettings`): stage 6.
-        sweep (`SweepSettings`): checkpoint selection, after SFT and after DPO.
+        sweep (`SweepSettings`): checkpoint selection, after SFT, DPO and the boost.
         alignment (`AlignmentSettings`): stages 7 and 8.
         boost (`BoostSettings`): failure-focused boost, beside DPO in stage 8.
         reporting (`ReportingSettings`): stage 9.
