@@ -166,6 +166,13 @@ def test_a_schema_file_that_is_not_a_json_schema_exits_2_in_one_line(tmp_path: P
     broken.write_text("{not json", encoding="utf-8")
     assert run_cli(["--adapter", trained_student, "--schema", str(broken), "--query", "x"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    # valid JSON Schemas this pipeline still cannot use: a $ref outside the file, a root that admits nothing
+    for schema, said in (({"properties": {"a": {"$ref": "https://example.com/a.json"}}}, "points outside"),
+                         ({"type": "integer", "minimum": 3, "maximum": 1}, "admits no value")):
+        bad.write_text(json.dumps(schema), encoding="utf-8")
+        assert run_cli(["--adapter", trained_student, "--schema", str(bad), "--query", "x"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and said in err and "bad.json" in err
 
 
 def test_an_adapter_dir_that_is_not_a_checkpoint_exits_2_in_one_line(tmp_path: Path, schema_file: str,

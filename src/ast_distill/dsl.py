@@ -22,6 +22,7 @@ from jsonschema.protocols import Validator
 
 from .errors import UserError
 from .jsonl import read_json, read_jsonl
+from .schema_checks import SchemaContext, bad_ref, why_empty
 
 FIELD_TYPES = ("string", "enum", "integer", "number", "date", "boolean")
 VALUE_SHAPES = ("scalar", "list", "range")
@@ -85,7 +86,8 @@ def validator_class(schema: dict[str, Any]) -> type[Validator]:
 
 
 def check_json_schema(schema: Any, where: str) -> None:
-    """A one-line UserError unless `schema` is a valid JSON Schema of its draft (`$schema`; default 2020-12)."""
+    """A one-line UserError unless `schema` is a valid JSON Schema of its draft (`$schema`; default 2020-12) whose
+    `$ref`s are internal and resolve, and whose root admits a value (schema_checks.py)."""
     if not isinstance(schema, dict):
         raise UserError(f"{where}: a JSON Schema must be a JSON object")
     try:
@@ -93,6 +95,13 @@ def check_json_schema(schema: Any, where: str) -> None:
     except jsonschema.SchemaError as exc:
         path = "/".join(str(p) for p in exc.path) or "(root)"
         raise UserError(f"{where}: not a valid JSON Schema at {path}: {exc.message}") from None
+    context = SchemaContext(validator_class(schema)(schema))
+    problem = bad_ref(schema, context)
+    if problem is None:
+        empty = why_empty(schema, context)
+        problem = None if empty is None else f"the schema admits no value at all ({empty}); fix that part"
+    if problem is not None:
+        raise UserError(f"{where}: {problem}")
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
