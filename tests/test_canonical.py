@@ -104,3 +104,45 @@ def test_render_ast_is_minified_with_the_fixed_key_order() -> None:
 
 def test_canonical_of_a_refusal_drops_the_text() -> None:
     assert canonical({"type": "refusal", "reason": "x", "suggestion": "y"}) == {"type": "refusal"}
+
+
+# A user's schema of another shape (a smart-home command): the generic rules apply.
+HOME = {
+    "$defs": {"Room": {"type": "string", "enum": ["kitchen", "hall", "office"]}},
+    "type": "object",
+    "properties": {
+        "rooms": {"type": "array", "items": {"$ref": "#/$defs/Room"}, "uniqueItems": True},
+        "steps": {"type": "array", "items": {"type": "object", "properties": {
+            "level": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}}},
+        "when": {"anyOf": [{"type": "string", "format": "date"},
+                           {"type": "object", "properties": {"days": {"type": "array", "items": {"type": "string"},
+                                                                      "uniqueItems": True}}}]},
+    },
+}
+
+
+def test_any_schema_compares_objects_unordered_numbers_by_value_and_arrays_in_order_unless_unique_items() -> None:
+    a = {"rooms": ["hall", "kitchen"], "steps": [{"level": 20.0, "tags": ["b", "a"]}, {"level": 3}],
+         "when": {"days": ["mon", "sun"]}}
+    same = {"when": {"days": ["sun", "mon"]}, "steps": [{"tags": ["a", "b"], "level": 20}, {"level": 3.0}],
+            "rooms": ["kitchen", "hall"]}
+    steps_swapped = dict(a, steps=list(reversed(a["steps"])))  # steps have no uniqueItems: their order is meaning
+    assert semantic_match(a, same, None, HOME)
+    assert not semantic_match(a, steps_swapped, None, HOME)
+    assert not semantic_match(a, dict(a, rooms=["hall"]), None, HOME)
+    assert canonical(a, None, HOME)["rooms"] == ["hall", "kitchen"]
+    refusal = {"type": "refusal", "reason": "no lights here", "suggestion": "ask about heating"}
+    assert semantic_match(refusal, dict(refusal, reason="other words"), None, HOME)
+
+
+def test_the_projects_dsl_keeps_its_richer_rules_when_its_schema_is_given() -> None:
+    from helpers import make_tiny_schema_record
+
+    from ast_distill import dsl
+
+    schema = make_tiny_schema_record()["schema"]
+    one = {"type": "query", "filter": {"or": [{"field": "category", "op": "one_of", "value": ["toy", "book"]},
+                                              {"field": "price", "op": "above", "value": 5}]}}
+    other = {"type": "query", "filter": {"or": [{"field": "price", "op": "above", "value": 5.0},
+                                                {"field": "category", "op": "one_of", "value": ["book", "toy"]}]}}
+    assert semantic_match(one, other, dsl.range_aliases(schema), schema)  # and/or children and `in` lists as sets

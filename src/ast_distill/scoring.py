@@ -71,7 +71,7 @@ def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: Gen
     error = dsl.validation_error(schema, ast) if parsed else "output is not one JSON object"
     range_ops = dsl.range_aliases(schema)
     gold = row["ast"]
-    same_meaning = parsed and semantic_match(ast, gold, range_ops)
+    same_meaning = parsed and semantic_match(ast, gold, range_ops, schema)
     return {
         "id": row["id"], "schema_id": row["schema_id"], "split": row.get("split"),
         "schema_seen": row.get("schema_seen"), "language": row.get("language"),
@@ -83,7 +83,7 @@ def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: Gen
         "teacher_verdict": True if same_meaning else None,
         "teacher_canonical": gold if same_meaning else None,
         "teacher_reason": "same meaning as the gold AST" if same_meaning else None,
-        "student_canonical": canonical(ast, range_ops) if parsed else None,
+        "student_canonical": canonical(ast, range_ops, schema) if parsed else None,
         "gold_ast": gold, "constrained": constrained, "truncated": generation.truncated,
         "new_tokens": len(generation.token_ids), "latency_ms": round(generation.latency_ms, 3),
     }

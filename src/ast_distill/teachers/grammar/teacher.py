@@ -148,6 +148,6 @@ class GrammarTeacher(Teacher):
                     student_ast: dict[str, Any] | None, student_raw: str) -> Verdict:
         if gold_ast is None:
             return Verdict(accept=False, canonical_ast=None, reason="no gold AST to compare with")
-        accept = canonical.semantic_match(gold_ast, student_ast, dsl.range_aliases(schema))
+        accept = canonical.semantic_match(gold_ast, student_ast, dsl.range_aliases(schema), schema)
         reason = "same meaning as the gold AST" if accept else "differs from the gold AST"
         return Verdict(accept=accept, canonical_ast=gold_ast, reason=reason)
