@@ -83,6 +83,38 @@ def test_prompt_is_system_then_user_with_schema_and_request() -> None:
     assert json.loads(messages[1]["content"].split("\n")[1])["title"] == "real estate query DSL"
 
 
-def test_a_schema_of_another_shape_falls_back_to_json_in_compact_mode() -> None:
-    other = {"type": "object", "properties": {"x": {"type": "integer"}}}
-    assert prompting.render_schema(other, "compact") == json.dumps(other, separators=(",", ":"))
+# A user's schema of another shape: every keyword the outline must carry into the prompt.
+SMART_HOME = {
+    "title": "SmartHome", "description": "Commands for a smart home",
+    "$defs": {"Room": {"type": "string", "enum": ["kitchen", "hall", "office"]},
+              "Scene": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 30},
+                                                         "then": {"$ref": "#/$defs/Scene"}}}},
+    "type": "object", "required": ["action"], "additionalProperties": False,
+    "properties": {
+        "action": {"enum": ["on", "off", "dim"], "description": "what to do"},
+        "rooms": {"type": "array", "items": {"$ref": "#/$defs/Room"}, "uniqueItems": True, "minItems": 1,
+                  "maxItems": 3},
+        "level": {"type": "integer", "minimum": 0, "maximum": 100, "description": "brightness in percent"},
+        "at": {"type": "string", "format": "date-time"},
+        "scene": {"$ref": "#/$defs/Scene"},
+        "when": {"oneOf": [{"type": "string", "format": "date"},
+                           {"type": "object", "required": ["days"],
+                            "properties": {"days": {"type": "array", "items": {"type": "string",
+                                                                               "pattern": "^[a-z]{3}$"}}}}]},
+    },
+}
+
+
+def test_a_schema_of_another_shape_keeps_every_path_type_value_bound_format_and_flag_in_fewer_characters() -> None:
+    text = prompting.render_schema(SMART_HOME, "compact")
+    lines = text.splitlines()
+    assert lines[0] == "SmartHome: Commands for a smart home"
+    for expected in ("action*:enum[on|off|dim] (what to do)", "rooms:array items 1..3 unique",
+                     "rooms[]:enum[kitchen|hall|office]", "level:integer 0..100 (brightness in percent)",
+                     "at:string fmt=date-time", "scene:->Scene", "when:one of 2", "when|1:string fmt=date",
+                     "when|2.days*:array", "when|2.days[]:string pattern=^[a-z]{3}$", "Scene:",
+                     "Scene.name:string len ..30", "Scene.then:->Scene", "(root):object no other keys"):
+        assert expected in lines, expected
+    assert len(text) * 2 < len(prompting.render_schema(SMART_HOME, "json"))
+    assert prompting.render_schema(SMART_HOME, "json") == json.dumps(SMART_HOME, ensure_ascii=False,
+                                                                     separators=(",", ":"))

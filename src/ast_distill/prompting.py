@@ -2,7 +2,9 @@
 
 Training, evaluation, DPO and predict all build prompts here, so the student always sees the same text.
 The schema is rendered either as minified JSON (``json``) or as a compact text (``compact``) that keeps
-every field, type, allowed value and operator meaning in a fraction of the tokens.
+every field, type, allowed value and operator meaning in a fraction of the tokens: the project's own DSL as
+fields and operators (``render_schema_compact``), any other schema as one line per property path
+(``schema_outline.render_outline``).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from .canonical import render_ast
 from .dsl import schema_fields
 from .errors import UserError
+from .schema_outline import render_outline
 from .settings import SchemaFormat
 
 SCHEMA_FORMATS: tuple[str, ...] = typing.get_args(SchemaFormat)
@@ -68,8 +71,7 @@ def render_schema(schema: dict[str, Any], schema_format: str) -> str:
         raise UserError(f"schema_format must be one of {SCHEMA_FORMATS}, got {schema_format!r}")
     if schema_format == "compact":
         text = render_schema_compact(schema)
-        if text is not None:
-            return text
+        return text if text is not None else render_outline(schema)
     return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -139,8 +139,8 @@ class DatasetGenerationSettings:
     max_samples: int | None = setting(
         None, "cap on valid d_03 rows made into the corpus, a seeded sample (null or -1 = all)", group="splits")
     schema_format: SchemaFormat = setting(
-        "compact", "how prompts show the schema: `compact` text (every field, type, value and operator meaning) or "
-        "minified `json`", group="splits")
+        "compact", "how prompts show the schema: `compact` text (the project's DSL: every field, type, value and "
+        "operator meaning; any other schema: one line per property path) or minified `json`", group="splits")
     heldout_schema_fraction: float = setting(
         0.2, "share of domains whose every schema is held out: test only, never trained on (unseen DSLs); at "
         "least one domain when above 0", group="splits", limits=Range(at_least=0, below=1))
