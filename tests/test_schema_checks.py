@@ -55,3 +55,24 @@ def test_a_schema_the_pipeline_cannot_use_is_one_line_naming_where_and_why(name:
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_recursive_draft_07_and_partly_empty_schemas_pass(name: str) -> None:
     dsl.check_json_schema(GOOD[name], "user.json")
+
+
+def test_a_users_schema_is_wrapped_so_a_refusal_stays_a_valid_answer_and_its_refs_still_resolve() -> None:
+    tree = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "required": ["name"],
+            "definitions": {"tag": {"type": "string", "enum": ["a", "b"]}}, "additionalProperties": False,
+            "properties": {"name": {"type": "string"}, "tag": {"$ref": "#/definitions/tag"}, "child": {"$ref": "#"}}}
+    answers = dsl.with_refusal(tree)
+    dsl.check_json_schema(answers, "wrapped")
+    assert answers["$schema"] == tree["$schema"]
+    refusal = {"type": "refusal", "reason": "no such field", "suggestion": "ask about names"}
+    assert dsl.validation_error(tree, refusal) is not None and dsl.validation_error(answers, refusal) is None
+    assert dsl.validation_error(answers, {"name": "x", "tag": "a", "child": {"name": "y"}}) is None
+    assert dsl.validation_error(answers, {"name": "x", "tag": "c"}) is not None
+    assert dsl.validation_error(answers, {"name": "x", "child": refusal}) is not None  # only the answer may refuse
+
+
+def test_the_projects_dsl_already_admits_a_refusal_and_is_not_wrapped() -> None:
+    from helpers import make_tiny_schema_record
+
+    schema = make_tiny_schema_record()["schema"]
+    assert dsl.with_refusal(schema) is schema

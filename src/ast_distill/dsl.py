@@ -297,3 +297,51 @@ def load_schemas(path: str | Path) -> dict[str, dict[str, Any]]:
             raise UserError(f"{path}: every record needs an 'id' and a 'schema' object (a d_02 file)")
         schemas[str(record["id"])] = record["schema"]
     return schemas
+
+
+# --- a user's schema as an answer format ------------------------------------------------------------------
+
+# The refusal answer, as the project's template defines it: a schema of any shape is wrapped so that it stays valid.
+REFUSAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"type": {"const": "refusal"}, "reason": {"type": "string", "minLength": 1, "maxLength": 160},
+                   "suggestion": {"type": "string", "minLength": 1, "maxLength": 160}},
+    "required": ["type", "reason", "suggestion"], "additionalProperties": False,
+}
+SAMPLE_REFUSAL = {"type": "refusal", "reason": "not expressible", "suggestion": "ask otherwise"}
+EMBEDDED_ROOT = "DslRoot"  # where a wrapped schema's own root goes when it refers to itself ("$ref": "#")
+
+
+def rewrite_root_refs(node: Any, root_name: str) -> Any:
+    """Point "#"-refs (the schema's root) at the root's new home under the wrapper's $defs."""
+    if isinstance(node, dict):
+        return {k: (f"#/$defs/{root_name}" if k == "$ref" and v == "#" else rewrite_root_refs(v, root_name))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [rewrite_root_refs(v, root_name) for v in node]
+    return node
+
+
+def embed_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the schema's root to use inside another schema, the definitions to hoist to that schema's root).
+
+    References stay valid because the wrapper's root gets the same ``$defs``/``definitions`` the schema had; a
+    ``{"$ref": "#"}`` (recursion on the root) is pointed at a copy of the root.
+    """
+    root = rewrite_root_refs(copy.deepcopy(schema), EMBEDDED_ROOT)
+    hoisted = {key: root.pop(key) for key in ("$defs", "definitions") if key in root}
+    for key in ("$schema", "$id"):
+        root.pop(key, None)
+    if "#/$defs/" + EMBEDDED_ROOT in json.dumps(root) + json.dumps(hoisted):
+        hoisted.setdefault("$defs", {})[EMBEDDED_ROOT] = root
+    return root, hoisted
+
+
+def with_refusal(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema as an answer format: itself when a refusal is already valid for it (the project's DSLs), else
+    ``anyOf: [the schema, a refusal]`` with its definitions hoisted, so the student may always refuse."""
+    if validator_for(schema).is_valid(SAMPLE_REFUSAL):
+        return schema
+    root, hoisted = embed_schema(schema)
+    wrapper: dict[str, Any] = {"$schema": schema["$schema"]} if "$schema" in schema else {}
+    return {**wrapper, "anyOf": [root, REFUSAL_SCHEMA], **hoisted}

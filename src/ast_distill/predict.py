@@ -76,13 +76,14 @@ def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: S
     """predict() with a student already loaded (for callers that answer many requests)."""
     texts = [student.prompt_text(generator.tokenizer, build_prompt(schema, q, schema_format)) for q in queries]
     results: list[dict[str, Any]] = [{} for _ in queries]
-    batches = generator.generate_all(texts, [schema if constrained else None] * len(texts), batch_size=batch_size,
+    answers = dsl.with_refusal(schema)  # a refusal is always a valid answer, whatever the schema's shape
+    batches = generator.generate_all(texts, [answers if constrained else None] * len(texts), batch_size=batch_size,
                                      max_new_tokens=max_new_tokens, progress=len(texts) > batch_size)
     for batch in batches:
         for i, gen in batch:
             parsed, ast = parse_output(gen.text)
             results[i] = {"query": queries[i], "ast": ast, "raw": gen.text, "parsed": parsed,
-                          "schema_valid": parsed and dsl.validation_error(schema, ast) is None,
+                          "schema_valid": parsed and dsl.validation_error(answers, ast) is None,
                           "truncated": gen.truncated}
     return results
 
@@ -94,7 +95,7 @@ def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constra
 
     adapter: a checkpoint dir (LoRA adapter or full scratch model) or a run dir (its selected checkpoint:
     checkpoint-best, else checkpoint-final), or with backend "llamacpp" a GGUF file of an export folder.
-    schema: the DSL's JSON Schema.
+    schema: the DSL's JSON Schema; a refusal is a valid answer too (dsl.with_refusal), whatever its shape.
     """
     dsl.check_json_schema(schema, "the schema")
     if backend not in BACKENDS:

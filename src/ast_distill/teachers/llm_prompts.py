@@ -14,7 +14,6 @@ Each task has three parts:
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import random
@@ -83,32 +82,6 @@ def _check_envelope(obj: Any, envelope: dict[str, Any], task: str) -> None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise BadReply(f"the {task} reply does not fit the requested JSON shape at {where}: "
                        f"{_snippet(error.message)}")
-
-
-def _rewrite_root_refs(node: Any, root_name: str) -> Any:
-    """Point "#"-refs (the DSL root) at the DSL root's new home under the wrapper's $defs."""
-    if isinstance(node, dict):
-        return {k: (f"#/$defs/{root_name}" if k == "$ref" and v == "#" else _rewrite_root_refs(v, root_name))
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rewrite_root_refs(v, root_name) for v in node]
-    return node
-
-
-def embed_schema(dsl_schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the DSL root to use as a property's schema, the definitions to hoist to the wrapper root).
-
-    References stay valid because the wrapper's root gets the same ``$defs``/``definitions`` the DSL
-    schema had; a ``{"$ref": "#"}`` (recursion on the DSL root) is pointed at a copy of the root.
-    """
-    root_name = "DslRoot"
-    schema = _rewrite_root_refs(copy.deepcopy(dsl_schema), root_name)
-    hoisted = {key: schema.pop(key) for key in ("$defs", "definitions") if key in schema}
-    for key in ("$schema", "$id"):
-        schema.pop(key, None)
-    if "#/$defs/" + root_name in json.dumps(schema) + json.dumps(hoisted):
-        hoisted.setdefault("$defs", {})[root_name] = schema
-    return schema, hoisted
 
 
 def _wrapper(properties: dict[str, Any], required: list[str], hoisted: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +196,7 @@ PAIRS_SYSTEM = (
 
 def pairs_format(dsl_schema: dict[str, Any]) -> dict[str, Any]:
     """{"pairs": [{language, query, ast: <the DSL schema>}]}, $defs hoisted to the root."""
-    ast_schema, hoisted = embed_schema(dsl_schema)
+    ast_schema, hoisted = dsl.embed_schema(dsl_schema)
     return _pairs_wrapper(ast_schema, hoisted)
 
 
@@ -323,7 +296,7 @@ JUDGE_SYSTEM = (
 
 
 def judge_format(dsl_schema: dict[str, Any]) -> dict[str, Any]:
-    ast_schema, hoisted = embed_schema(dsl_schema)
+    ast_schema, hoisted = dsl.embed_schema(dsl_schema)
     return _judge_wrapper(ast_schema, hoisted)
 
 
