@@ -16,6 +16,8 @@
 #
 # Flags:
 #   --config F          config file (default config/defaults.json); every path comes from it
+#   --name NAME         a named training: everything under outputs/NAME/ (its config: outputs/NAME/config.json;
+#                       made by ./runAll.sh --name NAME --schema FILE, or from --config when given)
 #   --adapter DIR       the SFT checkpoint to align, or its run dir = its selected checkpoint (checkpoint-best,
 #                       else checkpoint-final) (default: alignment.adapter)
 #   --teacher-model M   the judging teacher (default: evaluation.teacher_model, then LLM_MODEL, then .llmrc)
@@ -28,7 +30,8 @@
 # The SFT student's d_05 evaluation (runEvals.sh's) is run here only when its summary is missing.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+named_training_args runAlignment.sh 0 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=(); NO_RESUME=0; FORWARD=()
 while [ $# -gt 0 ]; do

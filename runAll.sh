@@ -6,6 +6,9 @@
 #
 # Flags:
 #   --config F          config file (default config/defaults.json)
+#   --name NAME         a named training: everything under outputs/NAME/ (its config: outputs/NAME/config.json;
+#                       made from --config, else the training's own); see trainings.py
+#   --schema F          with --name: train for the user's own JSON Schema F (repeat for several)
 #   --teacher-model M   teacher for domain specs, dataset, evaluation and alignment (default: config, LLM_MODEL)
 #   --with-training     run SFT training after the dataset
 #   --with-evals        evaluate the student on d_05 and write the report
@@ -13,10 +16,12 @@
 #                       keep the better of SFT, DPO and boost on the val rows; alignment report
 #   --with-export       export the student (merged, GGUF F16/Q8_0/Q4_K_M, Modelfiles) and check each GGUF
 # After evaluation, the quality gate (scripts/check_quality.py, the `gate` section) checks the final student:
-# exit 1 when a check fails, one line each. Every stage resumes what an interrupted run left; logs in outputs/logs/.
+# exit 1 when a check fails, one line each. Every stage resumes what an interrupted run left; logs in outputs/logs/
+# (outputs/NAME/logs/ for a named training).
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+named_training_args runAll.sh 1 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 CONFIG="config/defaults.json"; TEACHER=(); WITH_TRAINING=0; WITH_EVALS=0; WITH_ALIGNMENT=0; WITH_EXPORT=0
 while [ $# -gt 0 ]; do
@@ -35,7 +40,8 @@ done
 
 if [ "$WITH_EXPORT" = 1 ]; then export AST_DISTILL_EXTRAS=export; fi  # one sync for every stage
 ensure_env
-LOG_DIR="${RUNALL_LOG_DIR:-outputs/logs}"; mkdir -p "$LOG_DIR"  # RUNALL_LOG_DIR: tests keep logs out of outputs/
+LOG_DIR="outputs/logs"; [ -z "$NAMED_TRAINING" ] || LOG_DIR="$(dirname "$CONFIG")/logs"  # a named training's own
+LOG_DIR="${RUNALL_LOG_DIR:-$LOG_DIR}"; mkdir -p "$LOG_DIR"  # RUNALL_LOG_DIR: tests keep logs out of outputs/
 START=$(date +%s)
 
 # Runs one stage with its output both on screen and in outputs/logs/<name>.log; names the stage on failure.

@@ -6,13 +6,16 @@
 #
 # Flags:
 #   --config F          config file (default config/defaults.json)
+#   --name NAME         a named training: everything under outputs/NAME/ (its config: outputs/NAME/config.json;
+#                       made by ./runAll.sh --name NAME --schema FILE, or from --config when given)
 #   --teacher-model M   LLM teacher for domain specs and rows (default: dataset_generation.teacher_model, LLM_MODEL)
 # Writes outputs/d_01..d_05 (paths from the config) and indented copies under outputs/pretty/.
 # A rerun resumes: stage 1 keeps the specs made with the same settings (so the schema ids stay), stage 3 the
 # rows already in its output; pass nothing special to continue an interrupted run.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+named_training_args runDatasetGeneration.sh 0 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 CONFIG="config/defaults.json"; TEACHER=()
 while [ $# -gt 0 ]; do

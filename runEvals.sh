@@ -7,6 +7,8 @@
 #
 # Flags:
 #   --config F          config file (default config/defaults.json)
+#   --name NAME         a named training: everything under outputs/NAME/ (its config: outputs/NAME/config.json;
+#                       made by ./runAll.sh --name NAME --schema FILE, or from --config when given)
 #   --adapter DIR       checkpoint to evaluate, or a run dir = its selected checkpoint (checkpoint-best from the
 #                       sweep, else checkpoint-final) (default: evaluation.adapter)
 #   --teacher-model M   judge model (default: evaluation.teacher_model, LLM_MODEL, .llmrc, then
@@ -22,7 +24,8 @@
 # Every evaluation resumes by row id from what an interrupted run wrote (pass --no-resume to start over).
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+named_training_args runEvals.sh 0 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 CONFIG="config/defaults.json"; ADAPTER=""; OUT_DIR=""; TEACHER=(); FORWARD=(); BASELINE=1
 while [ $# -gt 0 ]; do

@@ -8,15 +8,20 @@
 #
 # Flags:
 #   --config F   config file (default config/defaults.json)
+#   --name NAME  a named training: everything under outputs/NAME/ (its config: outputs/NAME/config.json, made by
+#                ./runAll.sh --name NAME --schema FILE, or from --config when given)
 #   --force      train again, from scratch, even when <output_dir>/checkpoint-final is complete
 #                (old checkpoint-N dirs are not deleted: remove them for a clean run dir)
 #   anything else is forwarded to scripts/train_student.py (see its --help)
 # When <output_dir> holds checkpoint-N dirs, training goes on from the newest (--resume-from-checkpoint auto);
-# delete them to start over. Then, when sweep.enabled is true, the checkpoint sweep (scripts/select_checkpoint.py)
-# scores every kept checkpoint on the val rows and copies the best to <output_dir>/checkpoint-best.
+# delete them to start over. A run trained on another corpus than the one there now (the dataset was made
+# again) is deleted first (its checkpoints and sweep) and trained again. Then, when sweep.enabled is true, the
+# checkpoint sweep (scripts/select_checkpoint.py) scores every kept checkpoint on the val rows and copies the best
+# to <output_dir>/checkpoint-best.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+named_training_args runTraining.sh 0 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 FORCE=0; FORWARD=()
 for arg in "$@"; do
@@ -37,14 +42,16 @@ done
 
 ensure_env
 
-# The output dir: an --output-dir flag wins over the config.
-OUTPUT_DIR=""; prev=""
-for arg in "${FORWARD[@]}"; do
-  if [ "$prev" = "--output-dir" ]; then OUTPUT_DIR="$arg"; fi
-  case "$arg" in --output-dir=*) OUTPUT_DIR="${arg#--output-dir=}" ;; esac
-  prev="$arg"
-done
+# The output dir and the corpus: a flag wins over the config.
+OUTPUT_DIR="$(flag_value --output-dir "${FORWARD[@]}")"
 [ -n "$OUTPUT_DIR" ] || OUTPUT_DIR="$(config_value "$CONFIG" training output_dir)"
+CORPUS="$(flag_value --training-corpus "${FORWARD[@]}")"
+[ -n "$CORPUS" ] || CORPUS="$(config_value "$CONFIG" training training_corpus)"
+
+# A run trained on other rows than the corpus holds now (the dataset was made again) is of another lineage.
+if GONE="$(uv run --frozen python -m ast_distill.runs stale "$OUTPUT_DIR" --corpus "$CORPUS")"; then
+  echo "== training: $OUTPUT_DIR was trained on other rows than $CORPUS holds now: deleted its $GONE; training again"
+fi
 
 FINAL="$OUTPUT_DIR/checkpoint-final"
 if [ "$FORCE" = 0 ] && final_complete "$OUTPUT_DIR"; then

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "differs from --out, --out is written from it at the end")
     cli.add_settings_flags(parser, DatasetGenerationSettings,
                            ("teacher_model", "teacher_retries", "teacher_retry_wait", "final_schemas_out",
-                            "schema_specs_out", "samples_per_schema", "seed", "checkpoint_every", "resume",
+                            "schema_specs_out", "samples_per_schema", "samples_per_user_schema", "seed", "checkpoint_every", "resume",
                             "dataset_out"), flags={"dataset_out": "--out"})
     cli.add_settings_flags(parser, TeacherSettings, ("concurrency",))
     return parser
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     flagged = flag_settings(args, config, SECTION)
-    settings = {key: flagged[key] for key in ("samples_per_schema", "seed", "teacher_retries", "teacher_retry_wait",
+    settings = {key: flagged[key] for key in ("samples_per_schema", "samples_per_user_schema", "seed", "teacher_retries", "teacher_retry_wait",
                                               "checkpoint_every", "resume")}
     settings["schemas"] = flagged["final_schemas_out"]
     settings["domain_specs"] = flagged["schema_specs_out"]
@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
                            concurrency=settings["concurrency"])
     summary = generate_dataset(
         teacher=teacher, schemas_path=settings["schemas"], specs_path=settings["domain_specs"],
-        samples_per_schema=settings["samples_per_schema"], seed=settings["seed"], out=settings["out"],
+        samples_per_schema=settings["samples_per_schema"], samples_per_user_schema=settings["samples_per_user_schema"],
+        seed=settings["seed"], out=settings["out"],
         checkpoint_path=settings["checkpoint_path"], checkpoint_every=settings["checkpoint_every"],
         resume=settings["resume"], concurrency=settings["concurrency"], settings=settings)
     print("== generate_dataset: summary")

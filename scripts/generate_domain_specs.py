@@ -1,5 +1,8 @@
 """Stage 1: domain prompts -> domain specs (d_01): typed fields, enum values, ranges, example requests.
 
+With dataset_generation.user_schemas (a named training's --schema), each of the user's schema files gives its
+spec instead: domain, description and the schema's outline, derived without a teacher (user_dsl.py).
+
 The teacher named by teacher.backend writes one spec per (domain prompt, variant); a reply whose fields do
 not validate is asked again (--teacher-retries), then skipped and counted, never written. The built-in
 teacher (backend "grammar", or --offline-fallback) picks 5-8 fields from each prompt's field pool instead.
@@ -23,6 +26,7 @@ from ast_distill.jsonl import meta_path
 from ast_distill.settings import DatasetGenerationSettings
 from ast_distill.teachers import make_teacher
 from ast_distill.teachers.grammar import GrammarTeacher
+from ast_distill.user_dsl import write_user_specs
 
 SECTION = "dataset_generation"
 
@@ -41,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = flag_settings(args, config, SECTION)
+    user_schemas = config[SECTION]["user_schemas"]
+    if user_schemas:  # the user's own DSL: one spec per schema file, derived, no teacher call
+        settings = {"user_schemas": user_schemas, "out": settings["schema_specs_out"]}
+        cli.print_settings("generate_domain_specs", settings)
+        summary = write_user_specs(user_schemas, settings["out"], settings)
+        cli.print_outputs("generate_domain_specs", {
+            "domain specs": f"{settings['out']} ({summary['specs_written']} from the user's schemas)",
+            "provenance": meta_path(settings["out"])})
+        return 0
     del settings["teacher_model"]  # resolved below: flag > config > LLM_MODEL > .llmrc
     settings["out"] = settings.pop("schema_specs_out")
     settings["backend"] = "grammar" if args.offline_fallback else config["teacher"]["backend"]

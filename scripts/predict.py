@@ -9,6 +9,7 @@ Run as:
       --schema my_schema.json --query "products under 20 euros"
   uv run scripts/predict.py --adapter outputs/student_runs/gemma3-270m/checkpoint-final \
       --schema my_schema.json --input queries.jsonl --no-constrained
+  uv run scripts/predict.py --name smart-home --query "dim the kitchen lights to 30"
   uv run scripts/predict.py --backend llamacpp --gguf outputs/student_runs/gemma/export/student-q4_k_m.gguf \
       --schema my_schema.json --query "products under 20 euros"
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ast_distill import cli, dsl
+from ast_distill import cli, dsl, trainings
 from ast_distill.errors import UserError
 from ast_distill.jsonl import dumps, read_json, read_jsonl
 from ast_distill.predict import BACKENDS, predict
@@ -28,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # Student and schema
-    model = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--name", metavar="NAME",
+                        help="a named training (python -m ast_distill.trainings list): its student (the one alignment "
+                             "kept, else its SFT run) and its user schema, unless --adapter/--schema say otherwise")
+    model = parser.add_mutually_exclusive_group()
     model.add_argument("--adapter",
                        help="checkpoint dir (a LoRA adapter or a full scratch model, e.g. <run>/checkpoint-final) "
                             "or a training run dir, meaning its selected checkpoint (checkpoint-best from the "
@@ -38,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="transformers",
                         help="transformers + xgrammar (a checkpoint, batched) or llamacpp (a GGUF, llama.cpp's "
                              "JSON-Schema grammar, one request at a time) (default: transformers)")
-    parser.add_argument("--schema", required=True, help="JSON file with the DSL's JSON Schema (or a d_02 record)")
+    parser.add_argument("--schema", help="JSON file with the DSL's JSON Schema (or a d_02 record); needed unless --name "
+                                         "names a training of a user schema")
     parser.add_argument("--schema-format", choices=SCHEMA_FORMATS,
                         help="how the prompt renders the schema (default: the one the checkpoint's training corpus "
                              "was built with, as schema_format in its run_config.json; else compact, with a note)")
@@ -63,6 +68,14 @@ def load_schema(path: str) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.name:
+        training = trainings.describe(args.name)
+        args.adapter = args.adapter or (None if args.gguf else training["student"])
+        args.schema = args.schema or (training["schemas"][0] if training["schemas"] else None)
+    if not (args.adapter or args.gguf):
+        raise UserError("no student: pass --adapter DIR, --gguf FILE or --name NAME")
+    if not args.schema:
+        raise UserError("no schema: pass --schema FILE (or --name NAME of a training made with --schema)")
     schema = load_schema(args.schema)
     dsl.check_json_schema(schema, args.schema)
     if args.query:

@@ -35,15 +35,60 @@ ensure_env() {
   export AST_DISTILL_ENV_READY="with:${AST_DISTILL_EXTRAS:-}"
 }
 
-# Prints the value that follows --config in "$@" (or the default config).
-config_from_args() {
-  local prev=""
+# A named training (src/ast_distill/trainings.py): the runner's words with `--name NAME` replaced by
+# `--config outputs/NAME/config.json`, in the array RUNNER_ARGS; NAMED_TRAINING holds the name ("" without one).
+# A --config beside --name (and, for runAll.sh, --schema FILE, repeatable) makes or updates that training first.
+# Usage: named_training_args RUNNER ALLOW_SCHEMA(0|1) "$@"; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
+named_training_args() {
+  local runner="$1" allow_schema="$2"; shift 2
+  local name="" config="" schemas=() rest=()
+  NAMED_TRAINING=""; RUNNER_ARGS=("$@")
+  case " $* " in *" -h "*|*" --help "*) return 0 ;; esac  # --help prints usage; nothing is made
+  RUNNER_ARGS=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --name) name="${2:?--name needs a training name}"; shift 2 ;;
+      --name=*) name="${1#--name=}"; shift ;;
+      --schema)
+        if [ "$allow_schema" != 1 ]; then rest+=("$1"); shift; continue; fi
+        schemas+=(--schema "${2:?--schema needs a JSON Schema file}"); shift 2 ;;
+      --config) config="${2:?--config needs a file}"; shift 2 ;;
+      --config=*) config="${1#--config=}"; shift ;;
+      *) rest+=("$1"); shift ;;
+    esac
+  done
+  if [ -z "$name" ]; then
+    if [ ${#schemas[@]} -gt 0 ]; then
+      echo "error: $runner: --schema needs --name NAME (a user's DSL is trained as a named training under outputs/NAME/)" >&2
+      return 2
+    fi
+    RUNNER_ARGS=(${config:+--config "$config"} "${rest[@]+"${rest[@]}"}")
+    return 0
+  fi
+  ensure_env
+  local made
+  made="$(uv run --frozen python -m ast_distill.trainings prepare --name "$name" ${config:+--config "$config"} \
+    "${schemas[@]+"${schemas[@]}"}")" || return 2
+  NAMED_TRAINING="$name"
+  RUNNER_ARGS=(--config "$made" "${rest[@]+"${rest[@]}"}")
+}
+
+# Prints the value of a flag among the words that follow it (`--flag V` or `--flag=V`; the last one wins; nothing
+# when absent). Usage: flag_value --output-dir "${WORDS[@]}"
+flag_value() {
+  local flag="$1" prev="" found=""; shift
   for arg in "$@"; do
-    if [ "$prev" = "--config" ]; then echo "$arg"; return 0; fi
-    case "$arg" in --config=*) echo "${arg#--config=}"; return 0 ;; esac
+    if [ "$prev" = "$flag" ]; then found="$arg"; fi
+    case "$arg" in "$flag"=*) found="${arg#"$flag"=}" ;; esac
     prev="$arg"
   done
-  echo "config/defaults.json"
+  echo "$found"
+}
+
+# Prints the value that follows --config in "$@" (or the default config).
+config_from_args() {
+  local given; given="$(flag_value --config "$@")"
+  echo "${given:-config/defaults.json}"
 }
 
 # Reads one config value (section.key, after overlaying the defaults) for a runner's own decisions.

@@ -11,7 +11,7 @@ from ast_distill.config import REPO_ROOT
 PACKAGE = REPO_ROOT / "src" / "ast_distill"
 # The stages: each turns files into files. Everything else is a library they share.
 STAGES = {"dataset", "corpus", "training", "evaluation", "predict", "alignment", "reporting", "benchmark",
-          "export", "gate", "sweep"}
+          "export", "gate", "sweep", "trainings"}
 # A stage may build on another only here (what and why).
 STAGE_DEPENDENCIES = {
     ("training", "corpus"),  # SFT records the schema_format its corpus was rendered with
@@ -20,6 +20,7 @@ STAGE_DEPENDENCIES = {
     ("alignment", "training"),  # DPO tokenizes its pairs as SFT does its rows
     ("alignment", "dataset"), ("alignment", "corpus"),  # boost rows are made as stage 3 makes rows, rendered as stage 4
     ("export", "alignment"),  # by default the export ships the student alignment chose
+    ("trainings", "alignment"),  # a training's student is the one alignment chose
     ("export", "predict"), ("export", "evaluation"),  # the export is checked on d_05 rows as evaluation picks them
     ("benchmark", "dataset"), ("benchmark", "evaluation"), ("benchmark", "predict"), ("benchmark", "training"),
 }

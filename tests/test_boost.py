@@ -51,6 +51,16 @@ def test_failure_targets_name_what_the_failed_rows_exercise() -> None:
     assert sum(rows_wanted({"a": targets, "b": failure_targets(records[:1])["s"]}, 4, 10).values()) == 10
 
 
+def test_failure_targets_of_a_user_schema_are_its_leaf_paths_and_enum_values() -> None:
+    gold = {"action": "scene", "name": "away", "rooms": ["kitchen"], "start": "2027-04-11T08:30:00Z"}
+    wrong = {**gold, "start": "2027-04-18T18:00:00Z"}
+    record = {"id": "home-1", "schema_id": "home", "kind": "query", "gold_ast": gold, "student_ast": wrong,
+              "parsed": True, "schema_valid": True, "semantic_match": False, "teacher_accept": False}
+    targets = failure_targets([record])["home"]
+    assert {"key:action", "value:action=scene", "key:rooms[]", "value:rooms[]=kitchen", "key:start"} <= set(targets)
+    assert not any(name.startswith(("field:", "op:", "clause:")) for name in targets)
+
+
 def boost_inputs(tmp_path: Path, dataset_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Files build_boost_rows reads: the tiny schema, its corpus, a d_03 dataset and pref results where the
     student failed rows about stock (and one row of a schema the corpus does not know)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,57 @@ def test_run_alignment_checks_forwarded_flags_before_any_step_in_one_line(tmp_pa
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "--max-new-tokens" in done.stderr and "evaluate_student.py" in done.stderr
     assert "[alignment 1/6]" not in done.stdout
+
+
+TODO_SCHEMA = {"title": "TodoItem", "description": "One item of a to-do list", "type": "object",
+               "required": ["title", "priority"], "additionalProperties": False,
+               "properties": {"title": {"type": "string", "maxLength": 24},
+                              "priority": {"enum": ["low", "normal", "urgent"]},
+                              "due": {"type": "string", "format": "date"},
+                              "done": {"type": "boolean"}}}
+
+
+@pytest.mark.slow
+def test_runall_trains_a_named_user_schema_end_to_end_inside_its_own_folder(tmp_path: Path) -> None:
+    tiny = json.loads(_tiny_config(tmp_path).read_text())
+    config = {"teacher": {"backend": "grammar"},
+              "dataset_generation": {"samples_per_user_schema": 60, "val_fraction": 0.1, "pref_fraction": 0.1,
+                                     "test_fraction": 0.15},
+              "training": {**{k: v for k, v in tiny["training"].items() if k != "training_corpus"},
+                           "output_dir": "outputs/student_runs/tiny"},  # an outputs/ path: moved under the name
+              "evaluation": {"adapter": "outputs/student_runs/tiny", "out_dir": "outputs/student_runs/tiny-eval",
+                             "max_samples": 8, "max_new_tokens": 48, "batch_size": 8}, "sweep": {"max_samples": 6}}
+    path, schema = tmp_path / "named.json", tmp_path / "todo.schema.json"
+    path.write_text(json.dumps(config))
+    schema.write_text(json.dumps(TODO_SCHEMA))
+    root = tmp_path / "trainings"
+    env = dict(os.environ, AST_DISTILL_TRAININGS_ROOT=str(root), CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run(["bash", str(REPO_ROOT / "runAll.sh"), "--name", "todo", "--schema", str(schema),
+                           "--config", str(path), "--with-training", "--with-evals"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    folder = root / "todo"
+    assert [p.name for p in root.iterdir()] == ["todo"]  # everything of the training is in its folder
+    for name in ("config.json", "schemas/todo.schema.json", "d_02_final_schemas.jsonl", "d_05_test_set.jsonl",
+                 "logs/training.log", "logs/evaluation.log"):
+        assert (folder / name).is_file(), name
+    rows = [json.loads(line) for line in (folder / "d_03_dataset.jsonl").read_text().splitlines()]
+    assert len(rows) == 60 and all(r["is_valid"] for r in rows)
+    summary = json.loads((folder / "student_runs" / "tiny-eval" / "evaluation_summary.json").read_text())
+    test_rows = (folder / "d_05_test_set.jsonl").read_text().count("\n")
+    assert test_rows >= 1 and summary["overall"]["n"] == min(8, test_rows)
+    assert summary["adapter"] == str(folder / "student_runs/tiny/checkpoint-best")
+    assert any(folder.rglob("report.md"))
+    listed = subprocess.run([sys.executable, "-m", "ast_distill.trainings", "list"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.startswith(f"todo: schema {folder / 'schemas'}")
+    assert f"on {min(8, test_rows)} test rows" in listed.stdout
+    answered = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--name", "todo",
+                               "--query", "urgent: pay the rent", "--max-new-tokens", "96"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert answered.returncode == 0, answered.stderr[-2000:]
+    from ast_distill import dsl
+
+    answer = json.loads(answered.stdout.strip().splitlines()[-1])  # a tiny student: valid, or cut by the budget
+    assert dsl.validator_for(dsl.with_refusal(TODO_SCHEMA)).is_valid(answer) or (
+        answer is None and "truncated" in answered.stderr), (answer, answered.stderr[-500:])

@@ -83,6 +83,24 @@ def test_a_run_trained_from_weights_the_start_no_longer_has_is_forgotten_checkpo
     assert sorted(p.name for p in run.iterdir()) == [runs.RUN_CONFIG_FILE, runs.METRICS_FILE]
 
 
+def test_an_sft_run_trained_on_rows_the_corpus_no_longer_holds_is_forgotten(tmp_path: Path) -> None:
+    from ast_distill.fingerprint import file_digest
+
+    corpus = tmp_path / "d_04.jsonl"
+    corpus.write_text('{"id": "a"}\n', encoding="utf-8")
+    run = tmp_path / "sft"
+    make_checkpoint(run, 10)
+    make_final(run, ("model.safetensors", "config.json", "tokenizer_config.json"))
+    (run / runs.RUN_CONFIG_FILE).write_text(json.dumps({runs.CORPUS_FINGERPRINT: file_digest(corpus)}))
+    ask = [sys.executable, "-m", "ast_distill.runs", "stale", str(run), "--corpus", str(corpus)]
+    assert not runs.trained_on_other_rows(run, corpus)
+    assert subprocess.run(ask, capture_output=True, text=True, timeout=120).returncode == 1
+    corpus.write_text('{"id": "b"}\n', encoding="utf-8")  # the dataset was made again (another schema)
+    assert runs.trained_on_other_rows(run, corpus)
+    done = subprocess.run(ask, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["checkpoint-10", "checkpoint-final"]
+
+
 def test_resume_metrics_log_drops_records_after_the_checkpoint(tmp_path: Path) -> None:
     log = runs.open_metrics_log(tmp_path, None)
     for step in (1, 2, 3, 4):

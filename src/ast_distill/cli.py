@@ -22,6 +22,7 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
         show_defaults(parser, words)
     args = parser.parse_args(argv)
     try:
+        use_named_training(args)
         return int(main(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -40,7 +41,23 @@ def stage_parser(doc: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=DEFAULT_CONFIG,
                         help=f"config file overlaying {DEFAULT_CONFIG} (default: %(default)s)")
+    parser.add_argument("--name", metavar="NAME",
+                        help="a named training: its config, outputs/NAME/config.json, instead of --config (made by "
+                             "./runAll.sh --name NAME --schema FILE; python -m ast_distill.trainings list shows them)")
     return parser
+
+
+def use_named_training(args: argparse.Namespace) -> None:
+    """--name NAME: the stage reads outputs/NAME/config.json (trainings.py); with --config too, one error line."""
+    name = getattr(args, "name", None)
+    if name is None:
+        return
+    from .settings.loader import training_config
+
+    if getattr(args, "config", DEFAULT_CONFIG) != DEFAULT_CONFIG:
+        raise UserError(f"give --name {name} or --config {args.config}, not both (a named training has its own config; "
+                        f"./runAll.sh --name {name} --config {args.config} remakes it from that file)")
+    args.config = str(training_config(name))
 
 
 def add_resume_flag(parser: argparse.ArgumentParser) -> None:

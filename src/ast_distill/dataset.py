@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import dsl
+from . import dsl, user_dsl
 from .errors import UserError
 from .fingerprint import json_digest
 from .jsonl import JsonlAppender, read_jsonl, stable_id, write_jsonl_atomic
@@ -200,7 +200,8 @@ def generate_domain_specs(*, teacher: Teacher, prompts_path: str | Path, example
 def build_schemas(*, specs_path: str | Path, template_path: str | Path, catalog_path: str | Path,
                   min_operators: int, max_operators: int, seed: int, out: str | Path,
                   settings: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2: fill the template for each spec with 4-7 operators under per-schema aliases.
+    """Stage 2: fill the template for each spec with 4-7 operators under per-schema aliases (a spec derived from a
+    user's schema passes that schema through instead: user_dsl.schema_row).
 
     Nothing to resume: it is pure and deterministic. Operators and aliases are drawn from a Random seeded
     by (seed, spec id) and a schema id is stable_id(spec id, schema), so the same specs (which stage 1
@@ -217,6 +218,9 @@ def build_schemas(*, specs_path: str | Path, template_path: str | Path, catalog_
         where = f"{specs_path}: spec #{index} ({spec.get('id', 'no id')})"
         if not isinstance(spec.get("id"), str) or not isinstance(spec.get("domain"), str):
             raise UserError(f"{where}: needs string 'id' and 'domain'")
+        if user_dsl.is_user_spec(spec):  # a user's schema: passed through, wrapped so a refusal is valid
+            rows.append(user_dsl.schema_row(spec, where))
+            continue
         fields = dsl.check_fields(spec.get("fields"), where)
         operators = dsl.choose_operators(catalog, random.Random(derive_seed(seed, spec["id"])), min_operators,
                                          max_operators)
@@ -344,26 +348,42 @@ def dataset_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "distinct_query_ratio": round(distinct / len(rows), 4) if rows else 0.0}
 
 
+def set_aside_path(out: str | Path) -> Path:
+    """Where stage 3 moves rows whose schema is gone from d_02: <d_03>.stale.jsonl."""
+    return Path(out).with_suffix(".stale.jsonl")
+
+
 def generate_dataset(*, teacher: Teacher, schemas_path: str | Path, specs_path: str | Path,
                      samples_per_schema: int, seed: int, out: str | Path, checkpoint_path: str | Path | None,
-                     checkpoint_every: int, resume: bool, concurrency: int,
-                     settings: dict[str, Any]) -> dict[str, Any]:
-    """Stage 3: teacher pairs per schema, validated, deduplicated, appended durably; resumable by id."""
-    check_ranges(DatasetGenerationSettings, {"samples_per_schema": samples_per_schema}, RANGE_MESSAGE)
+                     checkpoint_every: int, resume: bool, concurrency: int, settings: dict[str, Any],
+                     samples_per_user_schema: int | None = None) -> dict[str, Any]:
+    """Stage 3: teacher pairs per schema (`samples_per_user_schema` for a user's schema), validated, deduplicated,
+    appended durably; resumable by id."""
+    check_ranges(DatasetGenerationSettings, {"samples_per_schema": samples_per_schema,
+                                             "samples_per_user_schema": samples_per_user_schema}, RANGE_MESSAGE)
+
+    def wanted(row: dict[str, Any]) -> int:
+        return samples_per_user_schema if row.get("user_schema") and samples_per_user_schema else samples_per_schema
+
     schemas = read_nonempty_jsonl(schemas_path, "schemas", "run scripts/build_schemas.py first")
     _check_schema_rows(schemas, schemas_path)
     specs = {row.get("id"): row for row in read_jsonl(specs_path, missing_ok=True)}
     work = Path(checkpoint_path or out)
     previous = read_jsonl(work, missing_ok=True) if resume else []
+    known = {row["id"] for row in schemas}
+    strays = [row for row in previous if row.get("schema_id") not in known]
+    if strays:  # rows of schemas d_02 no longer has (other settings, another schema): no later stage can use them
+        aside = set_aside_path(work)
+        write_jsonl_atomic(aside, strays)
+        previous = [row for row in previous if row.get("schema_id") in known]
+        write_jsonl_atomic(work, previous)
+        print(f"warning: {work} held {len(strays)} rows of schemas that {schemas_path} does not have (an earlier run "
+              f"with other settings or schemas); they are moved to {aside}", file=sys.stderr)
     existing: dict[str, dict[str, str]] = {}
     for row in previous:
         existing.setdefault(row.get("schema_id"), {})[row.get("id")] = normalize_query(str(row.get("query", "")))
-    known = {row["id"] for row in schemas}
-    strays = sum(len(ids) for schema_id, ids in existing.items() if schema_id not in known)
-    if strays:
-        print(f"warning: {work} holds {strays} rows of schemas that {schemas_path} does not have (an earlier run "
-              f"with other settings?); they are kept: use --no-resume to start over", file=sys.stderr)
-    bar = tqdm(total=len(schemas) * samples_per_schema, initial=min(len(previous), len(schemas) * samples_per_schema),
+    total = sum(map(wanted, schemas))
+    bar = tqdm(total=total, initial=min(len(previous), total),
                unit="row", desc="dataset", disable=None)
     writer = _DatasetWriter(work, fresh=not resume, every=checkpoint_every, bar=bar)
 
@@ -372,7 +392,7 @@ def generate_dataset(*, teacher: Teacher, schemas_path: str | Path, specs_path: 
                                                  "description": row["schema"].get("description", "")}
 
     async def one(row: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
-        return await _rows_for_schema(teacher, row, spec_for(row), samples_per_schema, seed, existing)
+        return await _rows_for_schema(teacher, row, spec_for(row), wanted(row), seed, existing)
 
     async def run() -> None:
         try:

@@ -251,6 +251,7 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, run_config: d
 
 
 START_FINGERPRINT = "start_fingerprint"  # run_config.json: the weights a run trained on from (DPO, the boost)
+CORPUS_FINGERPRINT = "corpus_fingerprint"  # run_config.json: the rows an SFT run trained on (its corpus file)
 
 
 def trained_from_other_weights(run_dir: str | Path, start: str | Path) -> bool:
@@ -264,6 +265,18 @@ def trained_from_other_weights(run_dir: str | Path, start: str | Path) -> bool:
         return False
     recorded = json.loads(path.read_text(encoding="utf-8")).get(START_FINGERPRINT)
     return recorded is not None and recorded != checkpoint_fingerprint(start)
+
+
+def trained_on_other_rows(run_dir: str | Path, corpus: str | Path) -> bool:
+    """True when the run dir's run_config.json records a training corpus whose bytes are not ``corpus``'s now (the
+    dataset was made again: another schema, other settings). False when nothing is recorded or the corpus is gone."""
+    from .fingerprint import file_digest
+
+    path = Path(run_dir) / RUN_CONFIG_FILE
+    if not path.is_file() or not Path(corpus).is_file():
+        return False
+    recorded = json.loads(path.read_text(encoding="utf-8")).get(CORPUS_FINGERPRINT)
+    return recorded is not None and recorded != file_digest(corpus)
 
 
 def forget_run(run_dir: str | Path) -> list[str]:
@@ -286,13 +299,16 @@ def main(argv: list[str] | None = None) -> int:
                              "selected: print the checkpoint a stage uses for this path (a run dir's "
                              "checkpoint-best, else checkpoint-final, nothing when neither is complete; any other "
                              "path as given); stale: when the run was trained on from other weights than START "
-                             "now has, delete its checkpoints and sweep, print what was deleted and exit 0, else "
-                             "exit 1")
+                             "now has (or, with --corpus, on other rows than CORPUS holds now), delete its "
+                             "checkpoints and sweep, print what was deleted and exit 0, else exit 1")
     parser.add_argument("run_dir")
     parser.add_argument("start", nargs="?", default=None, help="stale: the checkpoint the run trains on from")
+    parser.add_argument("--corpus", help="stale: the training corpus the run trains on")
     args = parser.parse_args(argv)
     if args.question == "stale":
-        if not args.start or not trained_from_other_weights(args.run_dir, args.start):
+        other_weights = bool(args.start) and trained_from_other_weights(args.run_dir, args.start)
+        other_rows = bool(args.corpus) and trained_on_other_rows(args.run_dir, args.corpus)
+        if not (other_weights or other_rows):
             return 1
         print(" ".join(forget_run(args.run_dir)))
         return 0

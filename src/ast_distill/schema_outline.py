@@ -107,7 +107,8 @@ class Outline:
                         "required": [*member.get("required", []), *node.get("required", [])]}
         branches = node.get("anyOf") or node.get("oneOf")
         if branches:
-            self.line(path, {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}, required,
+            said = ("anyOf", "oneOf") if path else ("anyOf", "oneOf", "description", "title")  # root: on line 1
+            self.line(path or "(root)", {k: v for k, v in node.items() if k not in said}, required,
                       [f"one of {len(branches)}"])
             for i, branch in enumerate(branches, start=1):
                 self.node(f"{path}|{i}", branch, False, depth + 1)
@@ -144,6 +145,16 @@ class Outline:
         return "\n".join(self.lines)
 
 
+REFUSAL_LINE = "or refuse: type*:const=refusal reason*:string suggestion*:string"
+
+
 def render_outline(schema: dict[str, Any]) -> str:
-    """The compact text of any JSON Schema (see the module docstring)."""
+    """The compact text of any JSON Schema (see the module docstring); a schema wrapped by dsl.with_refusal is
+    written as the user's schema (its title, description and paths) and one line for the refusal."""
+    from .dsl import REFUSAL_SCHEMA
+
+    branches = schema.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and branches[1] == REFUSAL_SCHEMA:
+        inner = {**{k: v for k, v in schema.items() if k != "anyOf"}, **branches[0]}
+        return Outline(inner).render() + "\n" + REFUSAL_LINE
     return Outline(schema).render()

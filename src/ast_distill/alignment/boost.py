@@ -3,8 +3,9 @@ settings of the short SFT run that goes on from the selected checkpoint on the t
 
 DPO learns from the student's own wrong outputs; the boost instead shows the student more right answers of the
 kind it failed. From the pref evaluation (``failures.failure_detail``) each schema gets its failure targets,
-weighted by how many failed rows name them: the fields, operators and clauses of the failed rows' gold ASTs, and
-"refusal" for a refusal the student missed. The teacher then writes rows for those schemas only (seen schemas:
+weighted by how many failed rows name them: the fields, operators and clauses of the failed rows' gold ASTs (for
+a user's schema of any other shape: their leaf paths and enum values), and "refusal" for a refusal the student
+missed. The teacher then writes rows for those schemas only (seen schemas:
 pref rows never come from unseen ones), with its own seed so they are new: the built-in teacher samples
 ``candidates_per_row`` requests per row wanted and keeps the ones that hit the most failure weight; an LLM teacher
 is told the failures in its prompt (``focus``) and filtered the same way. Every row is validated against its
@@ -34,20 +35,37 @@ from ..teachers import Teacher, TeacherError, map_bounded
 SOURCE = "boost"  # the "source" of a boost row in the boost corpus
 REFUSAL_TARGET = "refusal"
 FOCUS_SHOWN = 8  # failure targets named in an LLM teacher's prompt, most frequent first
+PROJECT_KEYS = frozenset({"filter", "select", "aggregate", "group_by", "sort", "limit"})  # the DSL's Query keys
+WORD_CHARS = 24  # a string value this short and word-like is a target of its own (an enum value)
 
 
 def ast_targets(ast: Any) -> set[str]:
-    """What an AST exercises, as target names: "refusal", or "field:<name>", "op:<operator>" for each condition
-    of its filter and "clause:<name>" for each top-level clause it sets (select, aggregate, group_by, sort,
-    limit), in canonical form."""
+    """What an AST exercises, as target names: "refusal"; for the project's DSL "field:<name>", "op:<operator>"
+    for each condition of its filter and "clause:<name>" for each top-level clause it sets (select, aggregate,
+    group_by, sort, limit), in canonical form; for any other schema's AST (generic_targets) its leaf paths."""
     if is_refusal(ast):
         return {REFUSAL_TARGET}
     if not isinstance(ast, dict):
         return set()
+    if ast.get("type") != "query" and not PROJECT_KEYS & ast.keys():  # a user's schema of another shape
+        return generic_targets(ast)
     tree = canonical(ast)
     leaves = conditions(tree.get("filter"))
     return ({f"field:{leaf['field']}" for leaf in leaves} | {f"op:{leaf['op']}" for leaf in leaves}
             | {f"clause:{name}" for name in CLAUSES if tree.get(name) not in (None, [], {})})
+
+
+def generic_targets(value: Any, path: str = "") -> set[str]:
+    """The targets of an AST of any shape: "key:<path>" for each leaf (array items as path[]), and
+    "value:<path>=<word>" for each short word-like string (an enum value, a discriminating constant)."""
+    if isinstance(value, dict):
+        return {t for key, child in value.items() for t in generic_targets(child, f"{path}.{key}" if path else key)}
+    if isinstance(value, list):
+        return {t for child in value for t in generic_targets(child, f"{path}[]")}
+    targets = {f"key:{path}"}
+    if isinstance(value, str) and len(value) <= WORD_CHARS and value.replace("_", "").replace("-", "").isalnum():
+        targets.add(f"value:{path}={value}")
+    return targets
 
 
 def failure_targets(records: Sequence[Mapping[str, Any]]) -> dict[str, Counter[str]]:
@@ -73,8 +91,9 @@ def describe_focus(targets: Counter[str]) -> str:
             parts.append(f"requests this schema cannot express, answered with a refusal ({n})")
         else:
             kind, _, value = name.partition(":")
-            parts.append({"field": f"the field {value}", "op": f"the operator {value}",
-                          "clause": f"the {value} clause"}[kind] + f" ({n})")
+            path, _, word = value.partition("=")
+            parts.append({"field": f"the field {value}", "op": f"the operator {value}", "clause": f"the {value} clause",
+                          "key": f"the property {value}", "value": f"the value {word} of {path}"}[kind] + f" ({n})")
     return (f"The student model got {targets['failed']} requests on this schema wrong. Write requests that use "
             f"what it got wrong (failures in brackets): " + "; ".join(parts) + ".")
 

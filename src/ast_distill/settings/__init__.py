@@ -13,7 +13,7 @@ from .generated import (DEFAULTS_COMMENT, DEFAULTS_PATH, README_BEGIN, README_EN
                         WRITE_COMMAND, defaults_json, main, readme_tables, readme_with_tables, stale_files)
 from .loader import check_ranges, check_value, load_settings, overlay, read_json_object
 from .sections import (SECTIONS, AlignmentSettings, BoostSettings, DatasetGenerationSettings, EvaluationSettings,
-                       ExportSettings, GateSettings, ReportingSettings, Settings, SweepSettings, TeacherSettings, TrainingSettings, flag_name,
+                       ExportSettings, GateSettings, ReportingSettings, RunSettings, Settings, SweepSettings, TeacherSettings, TrainingSettings, flag_name,
                        setting)
 from .types import (Optimizer, Range, SchemaFormat, Switch, TeacherBackend, TrainingBackend, allowed_types,
                     choices, field_type, type_name, type_ok)
@@ -23,7 +23,7 @@ __all__ = [
     "defaults_json", "main", "readme_tables", "readme_with_tables", "stale_files",
     "check_ranges", "check_value", "load_settings", "overlay", "read_json_object",
     "SECTIONS", "AlignmentSettings", "BoostSettings", "DatasetGenerationSettings", "EvaluationSettings", "ExportSettings", "GateSettings",
-    "ReportingSettings",
+    "ReportingSettings", "RunSettings",
     "Settings", "SweepSettings", "TeacherSettings", "TrainingSettings", "flag_name", "setting",
     "Optimizer", "Range", "SchemaFormat", "Switch", "TeacherBackend", "TrainingBackend", "allowed_types",
     "choices", "field_type", "type_name", "type_ok",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,74 @@ def overlay(settings: Settings, extra: dict[str, Any], path: Path) -> Settings:
         section: dataclasses.replace(getattr(settings, section), **values) for section, values in changed.items()})
 
 
+OUTPUTS = "outputs"  # the folder every default output path is under; a named training gets outputs/<name>/
+TRAININGS_ROOT_ENV = "AST_DISTILL_TRAININGS_ROOT"  # where named trainings live instead (tests: a temporary folder)
+TRAINING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Folders of the unnamed layout: a training of that name would mix its files with theirs.
+RESERVED_NAMES = frozenset({"logs", "pretty", "reports", "student_runs", "exports", "benchmarks"})
+
+
+def check_training_name(name: str, where: str = "") -> str:
+    """The name, or a one-line UserError when it cannot be a folder under outputs/ of its own."""
+    if not TRAINING_NAME.fullmatch(name) or name in RESERVED_NAMES:
+        raise UserError(f"{where}training name {json.dumps(name)} must be 1-64 letters, digits, '.', '_' or '-' "
+                        f"(starting with a letter or digit) and not one of {', '.join(sorted(RESERVED_NAMES))}")
+    return name
+
+
+def trainings_root() -> Path:
+    """The folder named trainings live in: outputs/, or $AST_DISTILL_TRAININGS_ROOT when set."""
+    return Path(os.environ.get(TRAININGS_ROOT_ENV) or OUTPUTS)
+
+
+def training_folder(name: str) -> Path:
+    """Where a named training keeps everything: <trainings_root>/<name>/."""
+    return trainings_root() / check_training_name(name)
+
+
+TRAINING_CONFIG = "config.json"  # a named training's settings, made by trainings.prepare
+
+
+def training_config(name: str) -> Path:
+    """A named training's config file, or a one-line UserError saying how to make it (`--name NAME` reads it)."""
+    path = training_folder(name) / TRAINING_CONFIG
+    if not path.is_file():
+        raise UserError(f"no training named '{name}' ({path} does not exist); make it with ./runAll.sh --name {name} "
+                        f"--schema YOUR_SCHEMA.json --config config/offline.json (python -m ast_distill.trainings "
+                        f"list shows the trainings)")
+    return path
+
+
+def in_training_folder(value: str, name: str) -> str:
+    """A path under outputs/ moved into the training's folder (once: a path already there stays)."""
+    folder = training_folder(name)
+    path = Path(value)
+    if path.parts[:len(folder.parts)] == folder.parts or path.parts[:1] != (OUTPUTS,):
+        return value
+    return str(folder.joinpath(*path.parts[1:]))
+
+
+def relocate_outputs(settings: Settings) -> Settings:
+    """With run.name set, every string setting naming a path under outputs/ moved to outputs/<name>/: the one rule
+    that keeps a named training's files apart (Python stages and, through config_value, the runners)."""
+    name = settings.run.name
+    if name is None:
+        return settings
+    check_training_name(name, "config key 'run.name': ")
+    changes = {}
+    for section in SECTIONS:
+        values = getattr(settings, section)
+        moved = {f.name: in_training_folder(getattr(values, f.name), name) for f in dataclasses.fields(values)
+                 if isinstance(getattr(values, f.name), str)}
+        changes[section] = dataclasses.replace(values, **moved)
+    return dataclasses.replace(settings, **changes)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """The defaults (the section dataclasses) overlaid with the given config file. Errors are one-line
-    UserErrors naming the file and key."""
+    """The defaults (the section dataclasses) overlaid with the given config file; a named training's output paths
+    under outputs/<name>/. Errors are one-line UserErrors naming the file and key."""
     settings = Settings()
     if path is not None:
         settings = overlay(settings, read_json_object(Path(path)), Path(path))
-    return settings
+    return relocate_outputs(settings)
 

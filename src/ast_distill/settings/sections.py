@@ -50,6 +50,18 @@ def _section(name: str, title: str) -> Any:
     return wrap
 
 
+@_section("run", "which training")
+class RunSettings:
+    """
+    Which training this is. A named training keeps every artifact under `outputs/<name>/` (see trainings.py),
+    so several DSLs are trained and compared side by side.
+    """
+
+    name: str | None = setting(
+        None, "the training's name (letters, digits, `.`, `_`, `-`): every path under `outputs/` moves to "
+        "`outputs/<name>/`; null = the unnamed layout (`outputs/d_01...`)", group="naming")
+
+
 @_section("teacher", "who writes and judges the data")
 class TeacherSettings:
     """
@@ -96,6 +108,10 @@ class DatasetGenerationSettings:
     operator_catalog: str = setting(
         "data/operator_catalog.json", "the operator pool (JSON): value shape, field types, meaning and synonyms of "
         "each", group="inputs")
+    user_schemas: list[str] | None = setting(
+        None, "the user's own JSON Schema files (draft 7 or 2020-12): stage 1 derives one spec from each instead of "
+        "reading the domain prompts, stage 2 passes each through (wrapped so a refusal stays valid); null = the "
+        "project's DSLs built from the template", group="inputs")
     teacher_model: str = setting(
         "gpt-oss:120b", "the LLM teacher's model id (an empty string: `LLM_MODEL`, then `.llmrc`); ignored by the "
         "built-in teacher", group="teacher")
@@ -118,6 +134,9 @@ class DatasetGenerationSettings:
         "schema id)", group="sizes")
     samples_per_schema: int = setting(
         60, "(query, AST) rows asked for per schema", group="sizes", limits=Range(at_least=1))
+    samples_per_user_schema: int = setting(
+        3000, "(query, AST) rows asked for per user schema (`user_schemas`): one DSL is all the student learns, so "
+        "it gets about as many rows as the project's many schemas together", group="sizes", limits=Range(at_least=1))
     refusal_fraction: float = setting(
         0.15, "share of requests the schema cannot express (the answer is a refusal); every teacher, LLM ones "
         "included, is asked for this share", group="sizes", limits=Range(at_least=0, below=1))
@@ -617,7 +636,7 @@ class GateSettings:
 
 
 SECTIONS: dict[str, type] = {cls.SECTION: cls for cls in (
-    TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, SweepSettings,
+    RunSettings, TeacherSettings, DatasetGenerationSettings, TrainingSettings, EvaluationSettings, SweepSettings,
     AlignmentSettings, BoostSettings, ReportingSettings, ExportSettings, GateSettings)}
 
 
@@ -627,6 +646,7 @@ class Settings:
     Every setting of the pipeline, one attribute per config section (config/defaults.json's sections).
 
     Parameters:
+        run (`RunSettings`): which training.
         teacher (`TeacherSettings`): who writes and judges the data.
         dataset_generation (`DatasetGenerationSettings`): stages 1 to 4.
         training (`TrainingSettings`): SFT (stage 5).
@@ -639,6 +659,7 @@ class Settings:
         gate (`GateSettings`): the quality gate, after evaluation.
     """
 
+    run: RunSettings = field(default_factory=RunSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     dataset_generation: DatasetGenerationSettings = field(default_factory=DatasetGenerationSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)

@@ -49,6 +49,8 @@ def allowed_types(annotation: Any) -> tuple[type, ...]:
     for member in _members(annotation):
         if typing.get_origin(member) is Literal:
             kinds = tuple(type(v) for v in typing.get_args(member))
+        elif typing.get_origin(member) is list:  # list[str]: a JSON array (type_ok checks its items)
+            kinds = (list,)
         elif member is float:
             kinds = (int, float)
         else:
@@ -67,6 +69,8 @@ def type_name(annotation: Any) -> str:
     for member in _members(annotation):
         if typing.get_origin(member) is Literal:
             parts += [json.dumps(v) for v in typing.get_args(member)]
+        elif typing.get_origin(member) is list:
+            parts.append(f"list[{typing.get_args(member)[0].__name__}]")
         else:
             parts.append("None" if member is type(None) else member.__name__)
     return " | ".join(parts)
@@ -76,6 +80,8 @@ def type_ok(value: Any, allowed: tuple[type, ...]) -> bool:
     """Whether a config file's value is of one of the allowed types (a JSON true is no int here)."""
     if isinstance(value, bool) and bool not in allowed:
         return False  # True is an int in Python; not in a config file
+    if isinstance(value, list):  # the only list keys hold strings (file paths)
+        return list in allowed and all(isinstance(item, str) for item in value)
     return isinstance(value, allowed)
 
 

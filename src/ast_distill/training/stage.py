@@ -24,9 +24,10 @@ from typing import Any
 
 from ..corpus import corpus_schema_format
 from ..errors import UserError
+from ..fingerprint import file_digest
 from ..jsonl import read_jsonl
-from ..runs import (METRICS_FILE, RUN_CONFIG_FILE, START_FINGERPRINT, metrics_callback, open_metrics_log,
-                   resolve_checkpoint, resolve_resume, run_record, train_and_save)
+from ..runs import (CORPUS_FINGERPRINT, METRICS_FILE, RUN_CONFIG_FILE, START_FINGERPRINT, metrics_callback,
+                   open_metrics_log, resolve_checkpoint, resolve_resume, run_record, train_and_save)
 from ..settings import TrainingSettings, check_ranges
 from ..student.continuation import MERGED_BASE_REF, check_start, continue_from, merged_base_callback
 from ..student.models import (BACKENDS, SCRATCH, StudentSetup, build_hf_lora_student, build_scratch_student,
@@ -197,7 +198,7 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
         resumed_from=resume_dir, backend=prep.backend, device=prep.device,
         dtype="bf16 autocast" if prep.bf16 else str(next(setup.model.parameters()).dtype).replace("torch.", ""),
         precision=prep.precision, student=setup.kind, base_model=setup.base_model or SCRATCH,
-        **start_record(cfg.get("start_from")),
+        **start_record(cfg.get("start_from")), **{CORPUS_FINGERPRINT: file_digest(cfg["training_corpus"])},
         parameters=parameter_counts(setup.model), counts=prep.counts, padding_share_estimate=prep.padding)
     measured: dict[str, float] = {}
 

@@ -7,8 +7,10 @@ from typing import Any
 
 from ... import canonical, dsl
 from ...errors import UserError
-from ...records import LANGUAGES, QUERY, REFUSAL, normalize_query
+from ...records import LANGUAGES, REFUSAL, normalize_query
 from ..base import DEFAULT_REFUSAL_FRACTION, GeneratedPair, Teacher, Verdict, check_refusal_fraction
+from .drafts import draft_pairs
+from .generic import generic_pairs
 from .lexicon import catalog_ops_by_type, lex_from_spec_field, schema_lexicon
 from .phrases import FALLBACK_ENTITY
 from .plans import PlanSampler, plan_ast
@@ -37,7 +39,9 @@ def _entity(spec: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class GrammarTeacher(Teacher):
-    """No LLM: samples ASTs from the schema, writes EN/FR requests from templates, judges canonically."""
+    """No LLM: samples ASTs from the schema, writes EN/FR requests from templates, judges canonically. The
+    project's DSLs get plans of filters and clauses (plans.py, realizer.py); a schema of any other shape gets
+    sampled instances phrased leaf by leaf (generic.py)."""
 
     name = "grammar"
     deterministic = True  # the same seed gives the same pairs: resumed runs regenerate instead of topping up
@@ -113,6 +117,8 @@ class GrammarTeacher(Teacher):
     def generate_pairs_sync(self, schema_row: dict[str, Any], spec: dict[str, Any] | None, n: int,
                             seed: int) -> list[GeneratedPair]:
         rng = _rng(self.seed, "pairs", schema_row.get("id"), seed)
+        if dsl.schema_fields(schema_row["schema"]) is None:  # a user's schema of another shape: generic mode
+            return generic_pairs(schema_row["schema"], n, self.refusal_fraction, rng)
         lexicon = schema_lexicon(schema_row, spec)
         entity = _entity(spec)
         names = {lex.name for lex in lexicon}
@@ -122,26 +128,14 @@ class GrammarTeacher(Teacher):
             missing = [lex_from_spec_field(f) for f in GENERIC_MISSING_FIELDS if f["name"] not in names]
         sampler = PlanSampler(rng, lexicon)
         refusals = RefusalWriter(rng, lexicon, missing)
-        n_refusals = round(n * self.refusal_fraction)
-        kinds = [REFUSAL] * n_refusals + [QUERY] * (n - n_refusals)
-        languages = [LANGUAGES[i % 2] for i in range(n)]
-        rng.shuffle(kinds)
-        rng.shuffle(languages)
-        pairs: list[GeneratedPair] = []
-        seen: set[str] = set()
-        for kind, lang in zip(kinds, languages):
-            for _ in range(MAX_TRIES_PER_PAIR):
-                if kind == REFUSAL:
-                    query, ast = refusals.write(lang, entity)
-                else:
-                    plan = sampler.plan()
-                    query, ast = Realizer(rng, lang, entity).request(plan), plan_ast(plan)
-                key = normalize_query(query)  # the stage drops requests equal up to case and punctuation
-                if key not in seen:
-                    seen.add(key)
-                    pairs.append(GeneratedPair(query=query, language=lang, ast=ast, kind=kind))
-                    break
-        return pairs
+
+        def write(kind: str, lang: str) -> tuple[str, Any]:
+            if kind == REFUSAL:
+                return refusals.write(lang, entity)
+            plan = sampler.plan()
+            return Realizer(rng, lang, entity).request(plan), plan_ast(plan)
+
+        return draft_pairs(n, self.refusal_fraction, rng, write, MAX_TRIES_PER_PAIR)
 
     # -- evaluation ------------------------------------------------------------------------------------------
     async def judge(self, schema: dict[str, Any], query: str, gold_ast: dict[str, Any] | None,
