@@ -97,6 +97,8 @@ def main(args: argparse.Namespace) -> int:
         if not result["parsed"]:
             why = "truncated at --max-new-tokens" if result["truncated"] else "not a JSON object"
             print(f"note: request {result['query']!r}: output {why}: {result['raw'][:120]!r}", file=sys.stderr)
+        elif not result["schema_valid"]:  # constrained decoding cannot hold every keyword (uniqueItems, ...)
+            print(f"note: request {result['query']!r}: the output is not valid for the schema", file=sys.stderr)
         print(dumps(result["ast"]), flush=True)
     return 0
 

@@ -78,6 +78,8 @@ def test_prepare_copies_the_schema_and_keeps_it_when_the_config_changes(root: Pa
     assert trainings.prepare("home") == made  # neither: the training as it is
     with pytest.raises(UserError, match="no training named 'other'"):
         trainings.prepare("other")
+    fresh = load_settings(trainings.prepare("other", schemas=[str(SMART_HOME)]))  # a schema alone: the defaults
+    assert fresh.teacher.backend == "ollama" and fresh.dataset_generation.user_schemas
 
 
 def test_a_bad_schema_stops_prepare_before_anything_is_written(root: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import UserError
 from .jsonl import read_json, write_text_atomic
-from .settings import load_settings, read_json_object
+from .settings import DEFAULTS_PATH, load_settings, read_json_object
 from .settings.loader import TRAINING_CONFIG, training_config, training_folder, trainings_root
 from .user_dsl import read_user_schema
 
@@ -51,14 +51,17 @@ def prepare(name: str, config: str | None = None, schemas: list[str] | None = No
     """Make or update outputs/<name>/config.json and return it.
 
     With neither `config` nor `schemas`, the training must exist and is used as it is. Otherwise its config is
-    `config` (else the training's own) overlaid on the defaults, with run.name = name and, when `schemas` are
+    `config` (else the training's own, else config/defaults.json) overlaid on the defaults, with run.name = name and, when `schemas` are
     given, user_schemas = their copies (else the training keeps its own). A later stage sees a changed setting
     through its own resume rules.
     """
     target = config_path(name)
     if config is None and not schemas:
         return training_config(name)
-    source = Path(config) if config is not None else training_config(name)
+    if config is not None:
+        source = Path(config)
+    else:  # a new schema: the training's own config, or the defaults for a new training
+        source = target if target.is_file() else DEFAULTS_PATH
     overlay = read_json_object(source)
     overlay.pop("_comment", None)
     overlay.setdefault("run", {})["name"] = name

@@ -30,13 +30,16 @@ MONTHS = {"en": ("January", "February", "March", "April", "May", "June", "July",
                  "October", "November", "December"),
           "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
                  "novembre", "décembre")}
-OPENERS = {"en": ("", "", "please ", "I'd like ", "can you do this: ", "{title}: ", "new {title}: "),
+OPENERS = {"en": ("", "", "please ", "I'd like ", "can you do this: ", "{title}: ", "new {title}: ", "set ",
+                  "I want "),
            "fr": ("", "", "s'il te plaît ", "je voudrais ", "peux-tu faire ceci : ", "{title} : ",
-                  "nouveau {title} : ")}
+                  "nouveau {title} : ", "mets ", "je veux ")}
 LEAF_TEMPLATES = {"en": ("{label} {value}", "{label} {value}", "{label} set to {value}", "{label} = {value}",
-                         "with {label} {value}", "{value} as {label}"),
+                         "with {label} {value}", "{value} as {label}", "{label} to {value}", "{value} {label}"),
                   "fr": ("{label} {value}", "{label} {value}", "{label} à {value}", "{label} : {value}",
-                         "avec {label} {value}", "{value} comme {label}")}
+                         "avec {label} {value}", "{value} comme {label}", "{value} en {label}")}
+# An enum value names its property by itself when no sibling property takes it: often said bare, as people do.
+BARE_TEMPLATES = {"en": ("{value}", "the {value}", "in the {value}"), "fr": ("{value}", "le {value}", "dans le {value}")}
 JOINERS = {"en": ((", ", " and "), (", ", ", "), ("; ", "; "), (" ", " and ")),
            "fr": ((", ", " et "), (", ", ", "), ("; ", "; "), (" ", " et "))}
 SWITCH_WORDS = {"on", "enabled", "enable", "active", "power", "state"}
@@ -77,12 +80,14 @@ class SchemaWords:
     enum_values: set[str]
     discriminators: set[str]
     property_names: set[str]
+    owners: dict[str, set[str]]  # enum value -> the properties whose enum holds it
 
     @classmethod
     def of(cls, schema: dict[str, Any]) -> SchemaWords:
         enum_values: set[str] = set()
         discriminators: set[str] = set()
         names: set[str] = set()
+        owners: dict[str, set[str]] = {}
 
         def walk(node: Any) -> None:
             if isinstance(node, dict):
@@ -95,6 +100,8 @@ class SchemaWords:
                     names.add(words(name))
                     if isinstance(child, dict) and "const" in child:
                         discriminators.add(name)
+                    for value in enum_of(child, schema):
+                        owners.setdefault(value, set()).add(name)
                 for value in node.values():
                     walk(value)
             elif isinstance(node, list):
@@ -104,7 +111,7 @@ class SchemaWords:
         walk(schema)
         answer = answer_node(schema)
         title = answer.get("title") or schema.get("title") or "request"
-        return cls(words(title), enum_values, discriminators, names)
+        return cls(words(title), enum_values, discriminators, names, owners)
 
 
 class Phraser:
@@ -167,12 +174,15 @@ class Phraser:
         last = " and " if self.lang == "en" else " et "
         return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + last + parts[-1]
 
-    def leaf(self, key: str, value: Any) -> str:
+    def leaf(self, key: str, value: Any, siblings: set[str]) -> str:
         label = words(key)
         if isinstance(value, bool):
             if label in SWITCH_WORDS:
                 return self.rng.choice(SWITCH[(self.lang, value)])
             return self.rng.choice(BOOLEAN[(self.lang, value)]).format(label=label)
+        holders = self.vocabulary.owners.get(value, set()) if isinstance(value, str) else set()
+        if key in holders and not holders & (siblings - {key}) and self.rng.random() < 0.5:  # unambiguous here
+            return self.rng.choice(BARE_TEMPLATES[self.lang]).format(value=self.value(value))
         return self.rng.choice(LEAF_TEMPLATES[self.lang]).format(label=label, value=self.value(value))
 
     def leaves(self, obj: dict[str, Any]) -> str:
@@ -180,12 +190,14 @@ class Phraser:
         rest = [(k, v) for k, v in obj.items() if k not in self.vocabulary.discriminators]
         if self.rng.random() < 0.5:
             self.rng.shuffle(rest)
-        parts = [self.leaf(k, v) for k, v in rest]
+        parts = [self.leaf(k, v, set(obj)) for k, v in rest]
         between, last = self.rng.choice(JOINERS[self.lang])
         body = parts[0] if len(parts) == 1 else (between.join(parts[:-1]) + last + parts[-1] if parts else "")
         head = " ".join(leading)
         if not (head and body):
             return head or body
+        if self.rng.random() < 0.3:  # the verb last, as in "turn off the kitchen lights"
+            return body + " " + head
         return head + self.rng.choice((" ", ": " if self.lang == "en" else " : ", ", ")) + body
 
     def request(self, instance: Any) -> str:
@@ -193,6 +205,20 @@ class Phraser:
         body = self.leaves(instance) if isinstance(instance, dict) else self.value(instance)
         text = (opener + body).strip()
         return text[:1].upper() + text[1:]
+
+
+def enum_of(node: Any, schema: dict[str, Any]) -> list[str]:
+    """The string values a property's enum allows (through one local $ref, and array items), else []."""
+    if not isinstance(node, dict):
+        return []
+    if isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/"):
+        target: Any = schema
+        for part in node["$ref"][2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        node = target
+    if isinstance(node.get("items"), dict):
+        return enum_of(node["items"], schema)
+    return [v for v in node.get("enum", []) if isinstance(v, str)] if isinstance(node.get("enum"), list) else []
 
 
 def answer_node(schema: dict[str, Any]) -> dict[str, Any]:
