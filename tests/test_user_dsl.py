@@ -13,6 +13,7 @@ from ast_distill import dsl
 from ast_distill.errors import UserError
 from ast_distill.jsonl import read_jsonl
 from ast_distill.records import QUERY, REFUSAL
+from ast_distill.schema_checks import dict_nodes
 from ast_distill.schema_outline import render_outline
 from ast_distill.teachers.grammar import GrammarTeacher
 from ast_distill.teachers.grammar.generic import generic_pairs, words
@@ -137,21 +138,11 @@ def test_grammar_teacher_uses_the_generic_mode_for_a_user_schema() -> None:
 def test_outline_keeps_every_enum_value_and_bound(name: str) -> None:
     schema = KEYWORD_SCHEMAS[name]
     text = render_outline(dsl.with_refusal(schema))
-    facts: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            facts.extend(str(v) for v in node.get("enum", []))
-            facts.extend(str(node[k]) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                               "minItems", "maxItems", "minLength", "maxLength", "format",
-                                               "pattern", "const") if k in node and not isinstance(node[k], bool))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
+    bounds = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minLength",
+              "maxLength", "format", "pattern", "const")
+    facts = [str(v) for node in dict_nodes(schema) for v in node.get("enum", [])]
+    facts += [str(node[k]) for node in dict_nodes(schema) for k in bounds
+              if k in node and not isinstance(node[k], bool)]
     missing = [fact for fact in facts if fact not in text]
     assert not missing, (missing, text)
     assert text.endswith("or refuse: type*:const=refusal reason*:string suggestion*:string")

@@ -25,6 +25,17 @@ ROOT_URI = "urn:ast-distill:schema"  # where the schema is registered: its inter
 MAX_DEPTH = 24  # $ref chains and nesting followed before giving up (a recursive schema is not empty for that)
 
 
+def dict_nodes(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object inside a JSON value (itself included), depth first: each subschema of a schema."""
+    if isinstance(value, dict):
+        yield value
+        for child in value.values():
+            yield from dict_nodes(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from dict_nodes(child)
+
+
 def refs(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """(where, ref) of every `$ref` string in the schema, depth first."""
     if isinstance(node, dict):

@@ -18,7 +18,7 @@ from typing import Any
 
 from ... import dsl
 from ...records import REFUSAL
-from ...schema_checks import SchemaContext
+from ...schema_checks import SchemaContext, dict_nodes
 from ..base import GeneratedPair
 from .drafts import draft_pairs
 from .instances import InstanceSampler, SampleError
@@ -89,26 +89,17 @@ class SchemaWords:
         names: set[str] = set()
         owners: dict[str, set[str]] = {}
 
-        def walk(node: Any) -> None:
-            if isinstance(node, dict):
-                for value in node.get("enum", []) if isinstance(node.get("enum"), list) else []:
-                    enum_values.add(str(value))
-                if "const" in node:
-                    enum_values.add(str(node["const"]))
-                for name, child in (node.get("properties") or {}).items() if isinstance(node.get("properties"),
-                                                                                       dict) else []:
-                    names.add(words(name))
-                    if isinstance(child, dict) and "const" in child:
-                        discriminators.add(name)
-                    for value in enum_of(child, schema):
-                        owners.setdefault(value, set()).add(name)
-                for value in node.values():
-                    walk(value)
-            elif isinstance(node, list):
-                for value in node:
-                    walk(value)
-
-        walk(schema)
+        for node in dict_nodes(schema):
+            enum_values.update(str(v) for v in node.get("enum", []) if isinstance(node.get("enum"), list))
+            if "const" in node:
+                enum_values.add(str(node["const"]))
+            properties = node.get("properties")
+            for name, child in properties.items() if isinstance(properties, dict) else []:
+                names.add(words(name))
+                if isinstance(child, dict) and "const" in child:
+                    discriminators.add(name)
+                for value in enum_of(child, schema):
+                    owners.setdefault(value, set()).add(name)
         answer = answer_node(schema)
         title = answer.get("title") or schema.get("title") or "request"
         return cls(words(title), enum_values, discriminators, names, owners)
