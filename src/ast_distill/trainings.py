@@ -23,13 +23,8 @@ from typing import Any
 from .errors import UserError
 from .jsonl import read_json, write_text_atomic
 from .settings import DEFAULTS_PATH, load_settings, read_json_object
-from .settings.loader import TRAINING_CONFIG, training_config, training_folder, trainings_root
+from .settings.loader import TRAINING_CONFIG, training_config, training_config_path, training_folder, trainings_root
 from .user_dsl import read_user_schema
-
-def config_path(name: str) -> Path:
-    """Where a named training's config lives."""
-    return training_folder(name) / TRAINING_CONFIG
-
 
 def copy_schemas(name: str, schemas: list[str]) -> list[str]:
     """Each schema checked, then copied to outputs/<name>/schemas/<file name>; the copies' paths."""
@@ -51,11 +46,11 @@ def prepare(name: str, config: str | None = None, schemas: list[str] | None = No
     """Make or update outputs/<name>/config.json and return it.
 
     With neither `config` nor `schemas`, the training must exist and is used as it is. Otherwise its config is
-    `config` (else the training's own, else config/defaults.json) overlaid on the defaults, with run.name = name and, when `schemas` are
-    given, user_schemas = their copies (else the training keeps its own). A later stage sees a changed setting
-    through its own resume rules.
+    `config` (else the training's own, else config/defaults.json) overlaid on the defaults, with run.name = name
+    and, when `schemas` are given, user_schemas = their copies (else the training keeps its own). A later stage
+    sees a changed setting through its own resume rules.
     """
-    target = config_path(name)
+    target = training_config_path(name)
     if config is None and not schemas:
         return training_config(name)
     if config is not None:

@@ -116,9 +116,14 @@ def training_folder(name: str) -> Path:
 TRAINING_CONFIG = "config.json"  # a named training's settings, made by trainings.prepare
 
 
+def training_config_path(name: str) -> Path:
+    """Where a named training's config file lives (it may not exist yet)."""
+    return training_folder(name) / TRAINING_CONFIG
+
+
 def training_config(name: str) -> Path:
     """A named training's config file, or a one-line UserError saying how to make it (`--name NAME` reads it)."""
-    path = training_folder(name) / TRAINING_CONFIG
+    path = training_config_path(name)
     if not path.is_file():
         raise UserError(f"no training named '{name}' ({path} does not exist); make it with ./runAll.sh --name {name} "
                         f"--schema YOUR_SCHEMA.json --config config/offline.json (python -m ast_distill.trainings "
