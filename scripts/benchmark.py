@@ -1,6 +1,6 @@
 """Measure how fast each part of the pipeline is, side by side in one run; write benchmark.json and a table.
 
-Needs the offline pipeline's outputs (dataset and a trained student):
+Needs the offline pipeline's outputs (dataset and a trained student; --teacher-only needs the dataset only):
     ./runAll.sh --config config/offline.json --with-training
 
 Run as:
@@ -8,6 +8,7 @@ Run as:
     uv run scripts/benchmark.py --config config/offline.json --quick      # smaller samples, a few minutes
     uv run scripts/benchmark.py --config config/offline-gemma.json \
         --gguf outputs/student_runs/gemma-dpo/export/student-f16.gguf --decoding-only   # transformers vs llama.cpp
+    uv run scripts/benchmark.py --config config/offline.json --teacher-only   # teacher concurrency and servers
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoding-only", action="store_true",
                         help="only the student's decoding: transformers at batch 1 and 16, and --gguf with llama.cpp "
                              "(no teacher, SFT or grammar groups)")
+    parser.add_argument("--teacher-only", action="store_true",
+                        help="only the teacher: concurrency 1 vs 8 on one local server, then 1, 2 and 4 servers "
+                             "(needs the dataset, not a student)")
     # --- outputs ---
     parser.add_argument("--out", default="outputs/benchmarks/benchmark.json", help="where to write the figures")
     return parser
@@ -43,19 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.teacher_only and (args.decoding_only or args.gguf):
+        raise UserError("--teacher-only times the teacher alone: leave out --decoding-only and --gguf")
     adapter = flag_settings(args, config, "evaluation")["adapter"]
-    if not adapter or not Path(adapter).is_dir():
+    if args.teacher_only:
+        adapter = None
+    elif not adapter or not Path(adapter).is_dir():
         raise UserError(f"no trained student at {adapter!r}: run ./runAll.sh --config config/offline.json "
                         f"--with-training first, or pass --adapter")
-    adapter = resolve_checkpoint(adapter)  # a run dir: its selected checkpoint
+    else:
+        adapter = resolve_checkpoint(adapter)  # a run dir: its selected checkpoint
     if args.gguf and not Path(args.gguf).is_file():
         raise UserError(f"--gguf {args.gguf} is not a file; pass a GGUF written by scripts/export_student.py")
     cli.print_settings("benchmark", {"config": args.config, "adapter": adapter, "gguf": args.gguf,
-                                     "quick": args.quick, "decoding_only": args.decoding_only, "out": args.out})
+                                     "quick": args.quick, "decoding_only": args.decoding_only,
+                                     "teacher_only": args.teacher_only, "out": args.out})
     results = benchmark.run_all(config, adapter=adapter, quick=args.quick, gguf=args.gguf,
-                                decoding_only=args.decoding_only)
+                                decoding_only=args.decoding_only, teacher_only=args.teacher_only)
     results["provenance"] = provenance({"config": args.config, "adapter": adapter, "gguf": args.gguf,
-                                        "quick": args.quick, "decoding_only": args.decoding_only})
+                                        "quick": args.quick, "decoding_only": args.decoding_only,
+                                        "teacher_only": args.teacher_only})
     write_json_atomic(Path(args.out), results)
     print(benchmark.table(results))
     cli.print_outputs("benchmark", {"figures": args.out})

@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         samples_per_schema=settings["samples_per_schema"], samples_per_user_schema=settings["samples_per_user_schema"],
         seed=settings["seed"], out=settings["out"],
         checkpoint_path=settings["checkpoint_path"], checkpoint_every=settings["checkpoint_every"],
-        resume=settings["resume"], concurrency=settings["concurrency"], settings=settings)
+        resume=settings["resume"], concurrency=teacher.concurrency, settings=settings)  # over all its servers
     print("== generate_dataset: summary")
     for key, value in summary.items():
         print(f"  {key}: {value}")

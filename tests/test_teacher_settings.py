@@ -25,7 +25,7 @@ from ast_distill.jsonl import read_jsonl, write_jsonl_atomic
 from ast_distill.teachers import check, llm_prompts, make_teacher
 from ast_distill.teachers.grammar import GrammarTeacher
 from ast_distill.teachers.llm_teacher import LLMTeacher
-from ast_distill.teachers.ollama_teacher import DEFAULT_HOST, resolve_ollama_host
+from ast_distill.teachers.ollama_teacher import DEFAULT_HOST, resolve_ollama_hosts
 
 MODEL = "teacher-model:test"
 
@@ -211,6 +211,6 @@ def test_ollama_host_from_the_environment_when_the_config_names_none(fake_ollama
     pairs_requests(teacher, CANNED_SPEC, n=4, seed=1)
     assert len(fake_ollama.chat_requests) == 1  # the request reached the server OLLAMA_HOST names
     assert str(fake_ollama.port) in teacher.where()
-    assert resolve_ollama_host("http://127.0.0.1:9") == "http://127.0.0.1:9"  # the config's host wins
+    assert resolve_ollama_hosts("http://127.0.0.1:9") == ["http://127.0.0.1:9"]  # the config's host wins
     monkeypatch.delenv("OLLAMA_HOST")
-    assert resolve_ollama_host(None) == DEFAULT_HOST == "http://127.0.0.1:11434"
+    assert resolve_ollama_hosts(None) == [DEFAULT_HOST] == ["http://127.0.0.1:11434"]

@@ -1,7 +1,8 @@
 """Side-by-side speed measurements of the pipeline's parts, in one run so that ratios hold on a noisy machine.
 
-Each figure compares two settings of one part: teacher concurrency 1 vs 8 against a local server with a
-fixed reply delay, the built-in teacher, prompt tokens per schema rendering, SFT tokens/s with and without
+Each figure compares settings of one part: teacher concurrency 1 vs 8 against a local server with a fixed
+reply delay, 1 vs 2 vs 4 such servers behind one teacher (each answering two requests at a time, as a
+server's batch does), the built-in teacher, prompt tokens per schema rendering, SFT tokens/s with and without
 length bucketing, evaluation samples/s at batch 1 vs 16 and constrained vs unconstrained, and what xgrammar
 costs with the student's tokenizer (compile time per schema, mask time per decoded token). Speed is only ever
 measured here, never asserted in tests.
@@ -9,11 +10,14 @@ measured here, never asserted in tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,6 @@ from .jsonl import read_jsonl
 from .teachers.base import map_bounded
 from .teachers.grammar import GrammarTeacher
 from .teachers.ollama_teacher import OllamaTeacher
-from .testing.fake_ollama import FakeOllama
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -34,12 +37,14 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def teacher_throughput(schema_rows: list[dict[str, Any]], specs: dict[str, dict[str, Any]], *,
-                       concurrency: int, requests: int, delay_s: float) -> dict[str, Any]:
-    """Valid rows/s from the Ollama teacher against a local server that answers after `delay_s`."""
+                       concurrency: int, requests: int, delay_s: float, servers: int = 1,
+                       parallel: int | None = None) -> dict[str, Any]:
+    """Valid rows/s from the Ollama teacher against `servers` local servers that answer after `delay_s`, each
+    working on at most `parallel` requests at once (None: unbounded); `concurrency` is per server."""
     tasks = [schema_rows[i % len(schema_rows)] for i in range(requests)]
 
-    async def run(url: str) -> tuple[int, int, float]:
-        teacher = OllamaTeacher(model="bench", host=url, timeout_s=30.0, retries=0, retry_wait_s=0.1,
+    async def run(urls: list[str]) -> tuple[int, int, float, list[dict[str, Any]]]:
+        teacher = OllamaTeacher(model="bench", host=urls, timeout_s=30.0, retries=0, retry_wait_s=0.1,
                                 concurrency=concurrency, num_ctx=4096, temperature=0.0)
 
         async def one(row: dict[str, Any]) -> list[Any]:
@@ -47,18 +52,68 @@ def teacher_throughput(schema_rows: list[dict[str, Any]], specs: dict[str, dict[
 
         start = time.perf_counter()
         try:
-            results = await map_bounded(one, tasks, concurrency)
+            results = await map_bounded(one, tasks, teacher.concurrency)
         finally:
             await teacher.aclose()
         wall = time.perf_counter() - start
         rows = [(row, p) for row, pairs in zip(tasks, results) for p in pairs]
         valid = sum(1 for row, p in rows if dsl.validation_error(row["schema"], p.ast) is None)
-        return len(rows), valid, wall
+        return len(rows), valid, wall, teacher.server_stats()
 
-    with FakeOllama(delay_s=delay_s) as url:
-        total, valid, wall = asyncio.run(run(url))
-    return {"concurrency": concurrency, "requests": requests, "reply_delay_s": delay_s, "rows": total,
-            "valid_rows": valid, "wall_s": round(wall, 3), "rows_per_s": round(valid / wall, 2)}
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(fake_server_process(delay_s, parallel)) for _ in range(servers)]
+        total, valid, wall, stats = asyncio.run(run(urls))
+    return {"servers": servers, "concurrency_per_server": concurrency, "server_parallel": parallel,
+            "requests": requests, "reply_delay_s": delay_s, "rows": total, "valid_rows": valid,
+            "wall_s": round(wall, 3), "rows_per_s": round(valid / wall, 2),
+            "requests_per_server": [s["replies"] for s in stats]}
+
+
+@contextlib.contextmanager
+def fake_server_process(delay_s: float, parallel: int | None) -> Iterator[str]:
+    """A fake teacher server in a process of its own (its threads would otherwise share this interpreter with the
+    client being timed); yields its URL."""
+    command = [sys.executable, "-m", "ast_distill.testing.fake_ollama", "--delay-s", str(delay_s)]
+    command += ["--parallel", str(parallel)] if parallel else []
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()  # type: ignore[union-attr]
+        if not url:
+            raise RuntimeError(f"the fake server did not start: {' '.join(command)}")
+        yield url
+    finally:
+        process.stdin.close()  # type: ignore[union-attr]
+        process.wait(timeout=10)
+
+
+def teacher_groups(schema_rows: list[dict[str, Any]], specs: dict[str, dict[str, Any]], *, quick: bool,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """Teacher concurrency 1 vs 8 on one server; then 1, 2 and 4 servers that each answer 2 requests at a time,
+    with replies of 100 ms (where this machine's client may be the ceiling) and of 400 ms."""
+    requests = 16 if quick else 48
+    log("teacher throughput (local Ollama-API server, 100 ms per reply) ...")
+    teacher: dict[str, Any] = {
+        f"concurrency_{c}": teacher_throughput(schema_rows, specs, concurrency=c, requests=requests, delay_s=0.1)
+        for c in (1, 8)}
+    teacher["speedup_8_vs_1"] = round(teacher["concurrency_8"]["rows_per_s"]
+                                      / teacher["concurrency_1"]["rows_per_s"], 2)
+    for delay_ms in SERVER_DELAYS_MS:
+        log(f"teacher throughput over 1, 2 and 4 servers (each {SERVER_PARALLEL} requests at a time, {delay_ms} ms "
+            f"per reply) ...")
+        for count in SERVER_COUNTS:
+            teacher[f"servers_{count}_{delay_ms}ms"] = teacher_throughput(
+                schema_rows, specs, concurrency=SERVER_PARALLEL, requests=requests * 2, delay_s=delay_ms / 1000,
+                servers=count, parallel=SERVER_PARALLEL)
+        base = teacher[f"servers_1_{delay_ms}ms"]["rows_per_s"]
+        for count in SERVER_COUNTS[1:]:
+            teacher[f"speedup_{count}_servers_vs_1_{delay_ms}ms"] = round(
+                teacher[f"servers_{count}_{delay_ms}ms"]["rows_per_s"] / base, 2)
+    return teacher
+
+
+SERVER_COUNTS = (1, 2, 4)
+SERVER_DELAYS_MS = (100, 400)
+SERVER_PARALLEL = 2  # requests each fake server works on at once (a real one: its batch / OLLAMA_NUM_PARALLEL)
 
 
 def grammar_teacher_throughput(schema_rows: list[dict[str, Any]], specs: dict[str, dict[str, Any]], *,
@@ -249,10 +304,11 @@ def llamacpp_throughput(gguf: str, rows: list[dict[str, Any]], schemas: dict[str
     return out
 
 
-def run_all(config: Config, *, adapter: str, quick: bool, gguf: str | None = None, decoding_only: bool = False,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_all(config: Config, *, adapter: str | None, quick: bool, gguf: str | None = None, decoding_only: bool = False,
+            teacher_only: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every group of figures, side by side; ``decoding_only`` keeps the student's decoding (transformers at
-    batch 1 and 16, llama.cpp on a GGUF) and leaves out the teacher, prompt, SFT, variant and grammar groups."""
+    batch 1 and 16, llama.cpp on a GGUF) and leaves out the teacher, prompt, SFT, variant and grammar groups;
+    ``teacher_only`` keeps the teacher groups (no student needed)."""
     schema_rows, specs, schemas, corpus, test_rows = load_pipeline_outputs(config)
     rng = random.Random(0)
     results: dict[str, Any] = {"machine": hardware.decide_precision(
@@ -262,13 +318,9 @@ def run_all(config: Config, *, adapter: str, quick: bool, gguf: str | None = Non
         decoding(results, config, adapter, gguf, eval_rows, schemas, log)
         del results["generator"]
         return results
-    log("teacher throughput (local Ollama-API server, 100 ms per reply) ...")
-    requests = 16 if quick else 48
-    results["teacher"] = {f"concurrency_{c}": teacher_throughput(schema_rows, specs, concurrency=c,
-                                                                 requests=requests, delay_s=0.1)
-                          for c in (1, 8)}
-    results["teacher"]["speedup_8_vs_1"] = round(results["teacher"]["concurrency_8"]["rows_per_s"]
-                                                 / results["teacher"]["concurrency_1"]["rows_per_s"], 2)
+    results["teacher"] = teacher_groups(schema_rows, specs, quick=quick, log=log)
+    if teacher_only:
+        return results
     log("built-in teacher throughput ...")
     results["grammar_teacher"] = grammar_teacher_throughput(schema_rows, specs,
                                                             rows_per_schema=20 if quick else 100)
@@ -311,7 +363,6 @@ def decoding(results: dict[str, Any], config: Config, adapter: str, gguf: str | 
 
 def table(results: dict[str, Any]) -> str:
     """A short Markdown table of the headline figures."""
-    ev = results["evaluation"]
     machine = results.get("machine") or {}
     cpu = machine.get("cpu") or {}
     rows: list[tuple[str, Any]] = [
@@ -319,19 +370,28 @@ def table(results: dict[str, Any]) -> str:
          f"{cpu.get('model', machine.get('device'))} ({cpu.get('cpu_class', '-')}; "
          f"{machine.get('fp32_gflops')} / {machine.get('bf16_gflops')})")]
     if "teacher" in results:  # absent from a decoding-only run
-        t, pt, sft = results["teacher"], results["prompt_tokens"], results["sft"]
+        t = results["teacher"]
         rows += [("teacher rows/s, concurrency 1", t["concurrency_1"]["rows_per_s"]),
                  ("teacher rows/s, concurrency 8", t["concurrency_8"]["rows_per_s"]),
-                 ("teacher speed-up 8 vs 1", f"{t['speedup_8_vs_1']}x"),
-                 ("built-in teacher rows/s", results["grammar_teacher"]["rows_per_s"])]
+                 ("teacher speed-up 8 vs 1", f"{t['speedup_8_vs_1']}x")]
+        rows += [(f"teacher rows/s, {n} server{'s' if n > 1 else ''} x {SERVER_PARALLEL} at a time, {ms} ms replies"
+                  + (" (speed-up vs 1)" if n > 1 else ""),
+                  t[f"servers_{n}_{ms}ms"]["rows_per_s"] if n == 1
+                  else f"{t[f'servers_{n}_{ms}ms']['rows_per_s']} ({t[f'speedup_{n}_servers_vs_1_{ms}ms']}x)")
+                 for ms in SERVER_DELAYS_MS for n in SERVER_COUNTS if f"servers_{n}_{ms}ms" in t]
+    if "sft" in results:  # absent from decoding-only and teacher-only runs
+        pt, sft = results["prompt_tokens"], results["sft"]
+        rows.append(("built-in teacher rows/s", results["grammar_teacher"]["rows_per_s"]))
         rows += [(f"prompt tokens/row, {fmt} schema (mean / p95)", f"{pt[fmt]['mean']} / {pt[fmt]['p95']}")
                  for fmt in prompting.SCHEMA_FORMATS]
         rows += [(f"SFT tokens/s, {k} (padding share; answers/s)",
                   f"{sft[k]['tokens_per_s']:.0f} ({sft[k]['padding_share']:.1%}; {sft[k]['answers_per_s']:.1f})")
                  for k in sft]
-    rows += [(f"eval samples/s, {k.replace('_', ', ')}", ev[k]["samples_per_s"])
-             for k in ("batch1_unconstrained", "batch1_constrained", "batch16_unconstrained", "batch16_constrained")]
-    rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
+    ev = results.get("evaluation")
+    if ev:  # absent from a teacher-only run
+        rows += [(f"eval samples/s, {k.replace('_', ', ')}", ev[k]["samples_per_s"]) for k in
+                 ("batch1_unconstrained", "batch1_constrained", "batch16_unconstrained", "batch16_constrained")]
+        rows.append(("constrained decoding cost at batch 16", f"{ev['constrained_cost_batch16']:.1%}"))
     rows += [(f"eval samples/s, constrained batch {v['batch_size']}, {k.replace('_', ' ')} (schema-valid)",
               f"{v['samples_per_s']} ({v['schema_valid_rate']})") for k, v in results.get("inference", {}).items()]
     lc = results.get("llamacpp")

@@ -9,7 +9,7 @@ Precedence for a value: command-line flag > config file > environment (LLM_MODEL
 A script's config-key flags are made by ``cli.add_settings_flags`` (dest = the key); ``flag_settings`` resolves
 the keys a script has flags for. The teacher model is resolved by that rule for generating and judging alike
 (generation_teacher_model, judge_teacher_model). teacher.host is null by default so that OLLAMA_HOST applies
-when no config sets it (teachers.ollama_teacher.resolve_ollama_host).
+when no config sets it (teachers.ollama_teacher.resolve_ollama_hosts).
 """
 from __future__ import annotations
 

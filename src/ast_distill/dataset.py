@@ -189,6 +189,8 @@ def generate_domain_specs(*, teacher: Teacher, prompts_path: str | Path, example
     write_jsonl_atomic(out, records)
     summary = {"prompts": len(prompts), "specs_written": len(records), "specs_kept": len(kept),
                "specs_asked": len(todo), "skipped_invalid": len(skipped), "skipped": skipped[:20]}
+    if teacher.server_stats():
+        summary["servers"] = teacher.server_stats()
     write_meta(out, "generate_domain_specs", settings, summary, teacher)
     return summary
 
@@ -416,5 +418,7 @@ def generate_dataset(*, teacher: Teacher, schemas_path: str | Path, specs_path: 
                     "duplicates_dropped": writer.duplicates, "pairs_generated": writer.generated,
                     "distinct_ratio_this_run": round(1 - writer.duplicates / writer.generated, 4)
                     if writer.generated else None})
+    if teacher.server_stats():
+        summary["servers"] = teacher.server_stats()
     write_meta(out, "generate_dataset", settings, summary, teacher)
     return summary

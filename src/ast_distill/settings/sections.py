@@ -72,17 +72,19 @@ class TeacherSettings:
     backend: TeacherBackend = setting(
         "ollama", "`ollama` (the `ollama` client), `openai` (any OpenAI-compatible server: vLLM, llama.cpp, LM "
         "Studio) or `grammar` (the built-in teacher: no LLM, offline, deterministic for a seed)", group="backend")
-    host: str | None = setting(
-        None, "where Ollama listens; null follows Ollama's own convention: the `OLLAMA_HOST` environment variable, "
-        "else `http://127.0.0.1:11434`", group="backend")
-    openai_base_url: str | None = setting(
-        None, "base URL of an OpenAI-compatible server (e.g. `http://127.0.0.1:8000/v1`)", group="backend")
+    host: str | list[str] | None = setting(
+        None, "where Ollama listens, or a list of servers to spread the requests over; null follows Ollama's own "
+        "convention: the `OLLAMA_HOST` environment variable, else `http://127.0.0.1:11434`", group="backend")
+    openai_base_url: str | list[str] | None = setting(
+        None, "base URL of an OpenAI-compatible server (e.g. `http://127.0.0.1:8000/v1`), or a list of servers to "
+        "spread the requests over", group="backend")
     openai_api_key_env: str = setting(
         "OPENAI_API_KEY", "environment variable holding its API key (unset = no key)", group="backend")
     timeout_s: float = setting(
         300.0, "seconds one request may take before it is retried", group="requests")
     concurrency: int = setting(
-        4, "teacher requests in flight at once (the async client); in stage 3 one schema each", group="requests",
+        4, "teacher requests in flight at once on each server (the async client); in stage 3 one schema each",
+        group="requests",
         limits=Range(at_least=1))
     num_ctx: int | None = setting(
         None, "Ollama context size in tokens; null sizes it to each prompt plus room for the reply (Ollama's small "

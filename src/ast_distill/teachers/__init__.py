@@ -22,7 +22,8 @@ BACKENDS: tuple[str, ...] = typing.get_args(TeacherBackend)
 def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, retry_wait_s: float,
                  seed: int, concurrency: int | None = None) -> Teacher:
     """The teacher the config asks for. ``model`` is the resolved teacher model id (LLM backends only);
-    ``concurrency`` (a stage's --concurrency) overrides teacher.concurrency: requests in flight at once."""
+    ``concurrency`` (a stage's --concurrency) overrides teacher.concurrency: requests in flight at once on each
+    server (teacher.host / teacher.openai_base_url may list several; teachers/servers.py)."""
     t = config["teacher"]
     backend = t["backend"]
     refusal_fraction = config["dataset_generation"]["refusal_fraction"]
@@ -36,8 +37,8 @@ def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, ret
         raise UserError(f"the {backend} teacher needs a model: pass --teacher-model, set LLM_MODEL (or "
                         f"dataset_generation.teacher_model), or run offline with --config config/offline.json")
     if backend == "ollama":
-        from .ollama_teacher import OllamaTeacher, resolve_ollama_host
-        return OllamaTeacher(model=model, host=resolve_ollama_host(t["host"]), timeout_s=t["timeout_s"],
+        from .ollama_teacher import OllamaTeacher, resolve_ollama_hosts
+        return OllamaTeacher(model=model, host=resolve_ollama_hosts(t["host"]), timeout_s=t["timeout_s"],
                              retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
                              num_ctx=t["num_ctx"], temperature=t["temperature"], refusal_fraction=refusal_fraction)
     from .openai_teacher import OpenAITeacher

@@ -85,6 +85,10 @@ class Teacher:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "concurrency": self.concurrency}
 
+    def server_stats(self) -> list[dict[str, Any]]:
+        """What each server did (url, replies, rows, failures by kind); empty for a teacher without servers."""
+        return []
+
     async def aclose(self) -> None:
         """Release clients (HTTP connections)."""
 

@@ -2,8 +2,9 @@
 
 A backend supplies a client, one chat call (``_chat``: messages + JSON Schema -> reply text) and a way to
 classify its exceptions (``_failure``). Everything else lives here:
-- every request runs under a semaphore of ``concurrency`` (so callers may gather freely) inside a client
-  bound to the running event loop (a stage may call ``asyncio.run`` several times with one teacher);
+- every request runs on one of the teacher's servers (servers.py: one or several URLs, each with
+  ``concurrency`` requests in flight at most, so callers may gather freely; a server that fails is set aside
+  and its requests go to the others without spending their retries);
 - failures that may pass (server errors, timeouts, refused or dropped connections, replies that do not
   parse or fit the requested schema) are retried after ``retry_wait_s``, doubling up to 60 s; ``retries``
   counts the tries after the first, ``-1`` retries forever; a retry uses a new seed so that a bad reply is
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from .base import (
     check_refusal_fraction,
 )
 from .llm_prompts import BadReply
+from .servers import Server, ServerPool
 
 T = TypeVar("T")
 log = logging.getLogger("ast_distill.teachers")
@@ -51,13 +53,6 @@ class Failure:
     retryable: bool = True
 
 
-@dataclass
-class _LoopState:
-    loop: asyncio.AbstractEventLoop
-    client: Any
-    semaphore: asyncio.Semaphore
-
-
 _NO_FALLBACK = object()
 
 
@@ -66,9 +61,10 @@ class LLMTeacher(Teacher):
 
     name = "llm"
 
-    def __init__(self, model: str, timeout_s: float, retries: int, retry_wait_s: float, concurrency: int,
-                 temperature: float, num_ctx: int | None = None,
+    def __init__(self, model: str, urls: Sequence[str | None], timeout_s: float, retries: int, retry_wait_s: float,
+                 concurrency: int, temperature: float, num_ctx: int | None = None,
                  refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
+        """``urls``: the servers (None = the backend's default); ``concurrency``: requests in flight per server."""
         if not model:
             raise UserError(f"the {self.name} teacher needs a model: pass --teacher-model, set LLM_MODEL, or use "
                             f"config/offline.json")
@@ -77,14 +73,14 @@ class LLMTeacher(Teacher):
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.retry_wait_s = float(retry_wait_s)
-        self.concurrency = max(1, int(concurrency))
         self.temperature = float(temperature)
         self.num_ctx = num_ctx
-        self._state: _LoopState | None = None
+        self.pool = ServerPool(list(urls), int(concurrency), self.retry_wait_s, self._new_client)
+        self.concurrency = self.pool.concurrency  # over all servers: what callers gather at once
 
     # --- backend hooks --------------------------------------------------------------------------------
 
-    def _new_client(self) -> Any:
+    def _new_client(self, url: str | None) -> Any:
         raise NotImplementedError
 
     async def _close_client(self, client: Any) -> None:
@@ -99,9 +95,14 @@ class LLMTeacher(Teacher):
         """Classify a client exception; None for anything that is not a transport/server failure."""
         raise NotImplementedError
 
-    def where(self) -> str:
-        """The server, for messages: e.g. "Ollama at http://127.0.0.1:11434"."""
+    def where(self, url: str | None = None) -> str:
+        """A server (``url``) or all of them, for messages: e.g. "Ollama at http://127.0.0.1:11434"."""
         raise NotImplementedError
+
+    def urls_text(self, url: str | None, default: str) -> str:
+        """How ``where`` names the server(s): the one given, else every URL of the pool (None = ``default``)."""
+        urls = [url] if url is not None else [s.url for s in self.pool.servers]
+        return ", ".join(u or default for u in urls)
 
     def refused_hint(self) -> str:
         raise NotImplementedError
@@ -148,23 +149,18 @@ class LLMTeacher(Teacher):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "where": self.where(),
-                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "retries": self.retries,
-                "retry_wait_s": self.retry_wait_s, "temperature": self.temperature, "num_ctx": self.num_ctx,
-                "refusal_fraction": self.refusal_fraction}
+                "concurrency": self.concurrency, "concurrency_per_server": self.pool.servers[0].limit,
+                "timeout_s": self.timeout_s, "retries": self.retries, "retry_wait_s": self.retry_wait_s,
+                "temperature": self.temperature, "num_ctx": self.num_ctx,
+                "refusal_fraction": self.refusal_fraction, "servers": self.server_stats()}
+
+    def server_stats(self) -> list[dict[str, Any]]:
+        return self.pool.stats()
 
     async def aclose(self) -> None:
-        state, self._state = self._state, None
-        if state is not None and state.loop is asyncio.get_running_loop():
-            await self._close_client(state.client)
+        await self.pool.aclose(self._close_client)
 
     # --- machinery ------------------------------------------------------------------------------------
-
-    def _loop_state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        if self._state is None or self._state.loop is not loop:
-            # Clients and semaphores belong to one event loop; a new asyncio.run needs new ones.
-            self._state = _LoopState(loop, self._new_client(), asyncio.Semaphore(self.concurrency))
-        return self._state
 
     async def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any], parse: Callable[[str], T],
                    *, seed: int | None, temperature: float, reply_tokens: int) -> T:
@@ -178,16 +174,21 @@ class LLMTeacher(Teacher):
 
         return await self._with_retries(attempt)
 
-    async def _with_retries(self, attempt: Callable[[Any, int], Awaitable[T]]) -> T:
-        """Run attempt(client, try number) until it returns, retrying what may pass."""
+    async def _with_retries(self, attempt: Callable[[Any, int], Awaitable[T]], server: Server | None = None) -> T:
+        """Run attempt(client, try number) until it returns, retrying what may pass; ``server`` pins one.
+
+        A server's own failure (refused, timeout, 5xx) sets it aside; while another server is healthy the
+        request moves there at once and the try does not count (at most once per other server per try)."""
         fallback: Any = _NO_FALLBACK
-        number = 0
+        number = 1  # the tries that count; a move keeps its try's number, so its seed too
+        moves_left = len(self.pool.servers) - 1
         while True:
-            number += 1
-            state = self._loop_state()
+            target = server or self.pool.pick()
             try:
-                async with state.semaphore:
-                    return await attempt(state.client, number)
+                async with self.pool.use(target) as client:
+                    result = await attempt(client, number)
+                self.pool.succeeded(target, result)
+                return result
             except BadReply as exc:
                 failure = Failure("reply", str(exc))
                 if exc.fallback is not None:
@@ -196,29 +197,40 @@ class LLMTeacher(Teacher):
                 failure = self._failure(exc)
                 if failure is None:
                     raise
+            set_aside = self.pool.failed(target, failure.kind)
             if not failure.retryable:
-                raise TeacherError(self._message(failure, number)) from None
+                raise TeacherError(self._message(failure, number, target)) from None
+            if set_aside and server is None and moves_left > 0 and self.pool.others_healthy(target):
+                moves_left -= 1
+                log.warning("%s: %s (%s); set aside, its request goes to another server", self.where(target.url),
+                            failure.kind, failure.detail)
+                continue
             if 0 <= self.retries < number:
                 if fallback is not _NO_FALLBACK:
                     return fallback  # fits the envelope; the caller validates and records it
                 error = TeacherReplyError if failure.kind == "reply" else TeacherError
-                raise error(self._message(failure, number)) from None
+                raise error(self._message(failure, number, target)) from None
             wait = min(self.retry_wait_s * 2 ** (number - 1), MAX_BACKOFF_S)
-            log.warning("%s: try %d failed (%s: %s); retrying in %.2f s", self.where(), number, failure.kind,
-                        failure.detail, wait)
+            log.warning("%s: try %d failed (%s: %s); retrying in %.2f s", self.where(target.url), number,
+                        failure.kind, failure.detail, wait)
             await asyncio.sleep(wait)
+            number += 1
+            moves_left = len(self.pool.servers) - 1
 
-    def _message(self, failure: Failure, tries: int) -> str:
+    def _message(self, failure: Failure, tries: int, server: Server) -> str:
         after = f"after {tries} {'try' if tries == 1 else 'tries'}"
+        if len(self.pool.servers) > 1:
+            after += f" over {len(self.pool.servers)} servers ({self.where()})"
+        where = self.where(server.url)
         detail = " ".join(failure.detail.split())
         if failure.kind == "refused":
-            return f"{self.where()} refused the connection {after}: {self.refused_hint()}"
+            return f"{where} refused the connection {after}: {self.refused_hint()}"
         if failure.kind == "timeout":
-            return (f"{self.where()} did not answer within {self.timeout_s:g} s ({after}): raise "
+            return (f"{where} did not answer within {self.timeout_s:g} s ({after}): raise "
                     f"teacher.timeout_s, lower teacher.concurrency, or check that the server is not overloaded")
         if failure.kind == "reply":
-            return (f"model {self.model} at {self.where()} never replied with the requested JSON {after} "
+            return (f"model {self.model} at {where} never replied with the requested JSON {after} "
                     f"(last: {detail}): raise the retries or use a stronger model")
         if failure.kind == "server":
-            return f"{self.where()} kept failing {after} (last: {detail}): check the server's log"
-        return f"{self.where()}: {detail}"
+            return f"{where} kept failing {after} (last: {detail}): check the server's log"
+        return f"{where}: {detail}"

@@ -23,35 +23,36 @@ RETRYABLE_STATUS = {408, 425, 429}
 DEFAULT_HOST = "http://127.0.0.1:11434"  # Ollama's own default
 
 
-def resolve_ollama_host(configured: str | None) -> str:
-    """teacher.host when the config sets it, else Ollama's own convention: the OLLAMA_HOST environment
-    variable, else http://127.0.0.1:11434. config/defaults.json leaves teacher.host null so that a user who
-    exports OLLAMA_HOST (as for the ``ollama`` CLI) reaches that server."""
-    return (configured or "").strip() or os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
+def resolve_ollama_hosts(configured: str | list[str] | None) -> list[str]:
+    """teacher.host (one URL or a list) when the config sets it, else Ollama's own convention: the OLLAMA_HOST
+    environment variable, else http://127.0.0.1:11434. config/defaults.json leaves teacher.host null so that a
+    user who exports OLLAMA_HOST (as for the ``ollama`` CLI) reaches that server."""
+    listed = [configured] if isinstance(configured, str) else list(configured or [])
+    hosts = [host.strip() for host in listed if host.strip()]
+    return hosts or [os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST]
 
 
 class OllamaTeacher(LLMTeacher):
-    """A model served by Ollama (default http://127.0.0.1:11434)."""
+    """A model served by Ollama (default http://127.0.0.1:11434), on one server or spread over several."""
 
     name = "ollama"
 
-    def __init__(self, model: str, host: str, timeout_s: float, retries: int, retry_wait_s: float,
+    def __init__(self, model: str, host: str | list[str], timeout_s: float, retries: int, retry_wait_s: float,
                  concurrency: int, num_ctx: int | None, temperature: float,
                  refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
-        super().__init__(model=model, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
-                         concurrency=concurrency, temperature=temperature, num_ctx=num_ctx,
+        super().__init__(model=model, urls=[host] if isinstance(host, str) else host, timeout_s=timeout_s,
+                         retries=retries, retry_wait_s=retry_wait_s, concurrency=concurrency, temperature=temperature, num_ctx=num_ctx,
                          refusal_fraction=refusal_fraction)
-        self.host = host
 
-    def where(self) -> str:
-        return f"Ollama at {self.host}"
+    def where(self, url: str | None = None) -> str:
+        return f"Ollama at {self.urls_text(url, DEFAULT_HOST)}"
 
     def refused_hint(self) -> str:
         return (f"start it with `ollama serve` and `ollama pull {self.model}`, or set teacher.host (or "
                 f"OLLAMA_HOST), or use config/offline.json")
 
-    def _new_client(self) -> ollama.AsyncClient:
-        return ollama.AsyncClient(host=self.host, timeout=self.timeout_s)
+    def _new_client(self, url: str | None) -> ollama.AsyncClient:
+        return ollama.AsyncClient(host=url, timeout=self.timeout_s)
 
     async def _close_client(self, client: ollama.AsyncClient) -> None:
         await client.close()
@@ -91,13 +92,14 @@ class OllamaTeacher(LLMTeacher):
         return None
 
     async def ensure_model_available(self) -> None:
-        """Fail fast (TeacherError) when the server is unreachable or lacks the model."""
+        """Fail fast (TeacherError) when a server is unreachable or lacks the model."""
         async def attempt(client: ollama.AsyncClient, number: int) -> ollama.ListResponse:
             return await client.list()
 
-        listing = await self._with_retries(attempt)
-        names = {m.model for m in listing.models if m.model}
-        if self.model not in names and f"{self.model}:latest" not in names:
-            have = ", ".join(sorted(names)) or "none"
-            raise TeacherError(f"{self.where()} has no model {self.model} (it has: {have}): run "
-                               f"`ollama pull {self.model}`")
+        for server in self.pool.servers:
+            listing = await self._with_retries(attempt, server)
+            names = {m.model for m in listing.models if m.model}
+            if self.model not in names and f"{self.model}:latest" not in names:
+                have = ", ".join(sorted(names)) or "none"
+                raise TeacherError(f"{self.where(server.url)} has no model {self.model} (it has: {have}): run "
+                                   f"`ollama pull {self.model}`")

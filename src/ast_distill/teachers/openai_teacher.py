@@ -30,17 +30,17 @@ class OpenAITeacher(LLMTeacher):
 
     name = "openai"
 
-    def __init__(self, model: str, base_url: str | None, api_key: str | None, timeout_s: float, retries: int,
-                 retry_wait_s: float, concurrency: int, temperature: float,
+    def __init__(self, model: str, base_url: str | list[str] | None, api_key: str | None, timeout_s: float,
+                 retries: int, retry_wait_s: float, concurrency: int, temperature: float,
                  refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
-        super().__init__(model=model, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
+        urls = [base_url] if base_url is None or isinstance(base_url, str) else base_url
+        super().__init__(model=model, urls=urls, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
                          concurrency=concurrency, temperature=temperature, refusal_fraction=refusal_fraction)
-        self.base_url = base_url
         self._api_key = api_key or NO_KEY
         self.response_mode = RESPONSE_MODES[0]
 
-    def where(self) -> str:
-        return f"the OpenAI-compatible server at {self.base_url or 'api.openai.com (default)'}"
+    def where(self, url: str | None = None) -> str:
+        return f"the OpenAI-compatible server at {self.urls_text(url, 'api.openai.com (default)')}"
 
     def refused_hint(self) -> str:
         return ("start the server, or set teacher.openai_base_url (it usually ends in /v1), or use "
@@ -49,10 +49,10 @@ class OpenAITeacher(LLMTeacher):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "response_mode": self.response_mode}
 
-    def _new_client(self) -> openai.AsyncOpenAI:
+    def _new_client(self, url: str | None) -> openai.AsyncOpenAI:
         kwargs: dict[str, Any] = {"api_key": self._api_key, "timeout": self.timeout_s, "max_retries": 0}
-        if self.base_url:
-            kwargs["base_url"] = self.base_url
+        if url:
+            kwargs["base_url"] = url
         return openai.AsyncOpenAI(**kwargs)  # retries are ours: max_retries=0
 
     async def _close_client(self, client: openai.AsyncOpenAI) -> None:
@@ -121,10 +121,11 @@ class OpenAITeacher(LLMTeacher):
         async def attempt(client: openai.AsyncOpenAI, number: int) -> list[str]:
             return [m.id async for m in client.models.list()]
 
-        names = await self._with_retries(attempt)
-        if names and self.model not in names:
-            raise TeacherError(f"{self.where()} does not serve model {self.model} (it serves: "
-                               f"{', '.join(sorted(names))}): pass one of them as --teacher-model")
+        for server in self.pool.servers:
+            names = await self._with_retries(attempt, server)
+            if names and self.model not in names:
+                raise TeacherError(f"{self.where(server.url)} does not serve model {self.model} (it serves: "
+                                   f"{', '.join(sorted(names))}): pass one of them as --teacher-model")
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:

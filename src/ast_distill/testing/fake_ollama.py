@@ -11,13 +11,15 @@ requested JSON Schema, see ``example_from_schema``). Faults are scripted per cha
 
 ``http_500`` (HTTP 500), ``not_json`` (content that is not JSON), ``bad_schema`` (valid JSON that fits no
 requested schema), ``slow`` (waits ``slow_s`` before replying: past a short client timeout), ``drop``
-(closes the connection without a reply), ``bad_body`` (HTTP 200 whose body is not JSON). "Connection
+(closes the connection without a reply), ``bad_body`` (HTTP 200 whose body is not JSON), ``die`` (the
+server stops: this request and those in flight get no reply, later ones "connection refused"). "Connection
 refused" is a stopped server (``stop()``; ``start()`` again binds the same port) or ``free_port()``.
 
 Every request is recorded (``requests``, ``chat_requests``) and ``max_in_flight`` counts overlapping chat
-requests. ``delay_s`` delays every chat reply (benchmarks: a teacher of known speed)::
+requests. ``delay_s`` delays every chat reply (benchmarks: a teacher of known speed); ``parallel`` caps the
+replies it works on at once, as a real server's batch does (the others wait their turn)::
 
-    with FakeOllama(delay_s=0.1) as url:
+    with FakeOllama(delay_s=0.1, parallel=2) as url:
         teacher = OllamaTeacher(model="fake", host=url, ...)
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("http_500", "not_json", "bad_schema", "slow", "drop", "bad_body")
+FAULTS = ("http_500", "not_json", "bad_schema", "slow", "drop", "bad_body", "die")
 NOT_JSON_CONTENT = "Sure! Here is what you asked for, more or less."
 BAD_SCHEMA_CONTENT = '{"unexpected": true}'
 DATE_EXAMPLE = "2024-03-05"
@@ -162,9 +164,11 @@ class FakeOllama:
     """The fake server. ``with FakeOllama(...) as url`` starts it and yields its base URL."""
 
     def __init__(self, responder: Responder | None = None, *, delay_s: float = 0.0, slow_s: float = 2.0,
-                 models: list[str] | None = None, reject_json_schema: bool = False, port: int = 0):
+                 models: list[str] | None = None, reject_json_schema: bool = False, port: int = 0,
+                 parallel: int | None = None):
         self.responder: Responder = responder or schema_responder
         self.delay_s = delay_s
+        self._slots = threading.BoundedSemaphore(parallel) if parallel else None
         self.slow_s = slow_s
         self.models = models  # None: any model exists (and /api/tags lists none)
         self.reject_json_schema = reject_json_schema  # the OpenAI route answers 400 to json_schema
@@ -331,11 +335,16 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                                            "type": "invalid_request_error"}})
                 return
             fault = fake._begin(request, may_fault=True)
+            if fake._slots is not None:
+                fake._slots.acquire()
             try:
                 fake._wait(fake.delay_s)
                 if fault == "slow":
                     fake._wait(fake.slow_s)
-                if fault == "drop":
+                if fault == "die":
+                    threading.Thread(target=fake.stop, daemon=True).start()
+                    fake._stopping.set()
+                if fault in ("drop", "die") or fake._stopping.is_set():  # a stopped server answers nothing
                     self.close_connection = True  # no status line at all: the client sees a dropped reply
                     return
                 if fault == "http_500":
@@ -357,6 +366,8 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout) before the reply
             finally:
+                if fake._slots is not None:
+                    fake._slots.release()
                 fake._end()
 
         def _ollama_reply(self, request: ChatRequest, content: str) -> None:
@@ -391,3 +402,23 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             self._stream(events, "text/event-stream")
 
     return Handler
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """Serve one fake server in this process until stdin closes; prints its URL first (benchmarks start servers
+    in their own processes so that the servers' threads do not compete with the client for one interpreter)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="A fake Ollama/OpenAI server on 127.0.0.1 (tests, benchmarks).")
+    parser.add_argument("--delay-s", type=float, default=0.1, help="seconds before every chat reply")
+    parser.add_argument("--parallel", type=int, default=None, help="replies worked on at once (default: no cap)")
+    args = parser.parse_args(argv)
+    with FakeOllama(delay_s=args.delay_s, parallel=args.parallel) as url:
+        print(url, flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve_main())
