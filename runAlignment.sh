@@ -28,9 +28,10 @@
 # Otherwise a complete checkpoint-final of DPO or of the boost is kept (delete it to train again), training goes
 # on from the newest checkpoint-N, and each evaluation resumes results made by the same weights and settings.
 # The SFT student's d_05 evaluation (runEvals.sh's) is run here only when its summary is missing.
+# TRAIN_PROCESSES=N (environment) trains DPO and the boost in N data-parallel processes under torchrun.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 named_training_args runAlignment.sh 0 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 CONFIG="config/defaults.json"; ADAPTER=""; TEACHER=(); NO_RESUME=0; FORWARD=()
@@ -79,6 +80,7 @@ ADAPTER="$(checkpoint_to_use runAlignment.sh "$ADAPTER" "$CONFIG")" || exit 2
 # An LLM teacher that does not answer stops the stage here, in one line.
 uv run --frozen python -m ast_distill.teachers.check --config "$CONFIG" "${TEACHER[@]+"${TEACHER[@]}"}" || exit 2
 PY=(uv run --frozen)
+training_launcher runAlignment.sh || exit 2
 
 echo "=== [alignment 1/6] SFT student on the pref rows (free decoding, teacher verdicts) -> $PREF_RESULTS"
 "${PY[@]}" scripts/evaluate_student.py --config "$CONFIG" --adapter "$ADAPTER" --dataset "$CORPUS" --split pref \
@@ -100,11 +102,11 @@ train_run() {
     echo "=== [alignment] $dir/checkpoint-final is already complete; kept (delete it or pass --no-resume to train $label again)"
   elif [ "$NO_RESUME" = 1 ]; then
     echo "=== [alignment] $label -> $dir (from scratch: --no-resume)"
-    "${PY[@]}" "$@"
+    "${TRAIN_LAUNCH[@]}" "$@"
   else
     local latest; latest="$(latest_checkpoint "$dir")"
     echo "=== [alignment] $label -> $dir${latest:+ (resuming from $latest)}"
-    "${PY[@]}" "$@" --resume-from-checkpoint auto
+    "${TRAIN_LAUNCH[@]}" "$@" --resume-from-checkpoint auto
   fi
   # A new checkpoint needs no --no-resume below: its evaluations resume only results of the same weights.
   sweep_run "$CONFIG" "$dir" "${TEACHER[@]+"${TEACHER[@]}"}"

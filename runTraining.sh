@@ -13,6 +13,7 @@
 #   --force      train again, from scratch, even when <output_dir>/checkpoint-final is complete
 #                (old checkpoint-N dirs are not deleted: remove them for a clean run dir)
 #   anything else is forwarded to scripts/train_student.py (see its --help)
+# TRAIN_PROCESSES=N (environment) trains in N data-parallel processes under torchrun (one per GPU; README: scale-out).
 # When <output_dir> holds checkpoint-N dirs, training goes on from the newest (--resume-from-checkpoint auto);
 # delete them to start over. A run trained on another corpus than the one there now (the dataset was made
 # again) is deleted first (its checkpoints and sweep) and trained again. Then, when sweep.enabled is true, the
@@ -20,7 +21,7 @@
 # to <output_dir>/checkpoint-best.
 source "$(dirname "$0")/scripts/runner_common.sh"
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 named_training_args runTraining.sh 0 "$@" || exit 2; set -- "${RUNNER_ARGS[@]+"${RUNNER_ARGS[@]}"}"
 
 FORCE=0; FORWARD=()
@@ -41,6 +42,7 @@ done
 [ "$HAS_CONFIG" = 1 ] || FORWARD=(--config "$CONFIG" "${FORWARD[@]+"${FORWARD[@]}"}")
 
 ensure_env
+training_launcher runTraining.sh || exit 2
 
 # The output dir and the corpus: a flag wins over the config.
 OUTPUT_DIR="$(flag_value --output-dir "${FORWARD[@]}")"
@@ -66,7 +68,7 @@ else
   fi
   LATEST="$(latest_checkpoint "$OUTPUT_DIR")"
   if [ ${#RESUME[@]} -gt 0 ] && [ -n "$LATEST" ]; then echo "== training: resuming from $LATEST"; fi
-  uv run --frozen scripts/train_student.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"
+  "${TRAIN_LAUNCH[@]}" scripts/train_student.py "${FORWARD[@]}" "${RESUME[@]+"${RESUME[@]}"}"
 fi
 # The sweep resumes what it already scored, so on a finished run it only re-reads its evaluations.
 sweep_run "$CONFIG" "$OUTPUT_DIR"

@@ -123,6 +123,21 @@ parser.parse_args(flags)
 PY
 }
 
+# How a training script starts (runTraining.sh, runAlignment.sh): in one process, or with TRAIN_PROCESSES=N
+# (N > 1) under torchrun, N data-parallel processes on this machine (one per GPU; on a CPU, gloo). The scripts
+# are the same either way (src/ast_distill/distributed.py). Sets TRAIN_LAUNCH; usage: "${TRAIN_LAUNCH[@]}" SCRIPT ARGS
+training_launcher() {
+  local processes="${TRAIN_PROCESSES:-1}"
+  case "$processes" in
+    ''|*[!0-9]*|0) echo "error: $1: TRAIN_PROCESSES must be a whole number >= 1, got '$processes'" >&2; return 2 ;;
+  esac
+  TRAIN_LAUNCH=(uv run --frozen)
+  if [ "$processes" -gt 1 ]; then
+    TRAIN_LAUNCH+=(torchrun --standalone --nproc_per_node "$processes")
+    echo "== training in $processes processes (TRAIN_PROCESSES=$processes, torchrun)"
+  fi
+}
+
 # The run-dir rules live in one place, src/ast_distill/runs.py; the runners ask it.
 # The newest resumable checkpoint-N folder inside a run directory ("" when there is none).
 latest_checkpoint() {

@@ -186,3 +186,29 @@ def budget_on_a_fake_clock(tmp_path, monkeypatch, *, eval_every: int):
     control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
     callback.on_train_begin(None, state, control)
     return clock, callback, state, control
+
+
+def test_a_time_budget_under_a_launcher_of_several_processes_is_refused_in_one_line(tmp_path, monkeypatch):
+    from ast_distill.budget import budget_callback
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it: each process's clock would plan its own schedule
+    with pytest.raises(UserError, match="with 2 processes set max_minutes to 0") as error:
+        budget_callback({"max_minutes": 1.5, "save_steps": 0}, tmp_path, None, eval_every=0, has_eval=False)
+    assert "\n" not in str(error.value)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert budget_callback({"max_minutes": 1.5, "save_steps": 0}, tmp_path, None, eval_every=0,
+                           has_eval=False) is not None
+
+
+def test_outside_a_launcher_the_distributed_helpers_are_the_one_process_case(monkeypatch):
+    from ast_distill import distributed
+
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.world_size() == 1 and distributed.is_main_process() and not distributed.is_distributed()
+    assert distributed.agree({"a": 1}) == {"a": 1} and distributed.gather(3) == [3]
+    with distributed.main_process_first():
+        pass  # no process group is started: nothing to wait for
+    assert distributed.record()["processes"] == 1
+    monkeypatch.setenv("RANK", "1")
+    assert not distributed.is_main_process()

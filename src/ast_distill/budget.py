@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .jsonl import read_json, write_json_atomic
 
 BUDGET_FILE = "time_budget.json"
@@ -202,7 +203,13 @@ def budget_callback(cfg: Mapping[str, Any], output_dir: Path, resume_dir: str | 
                     has_eval: bool, log: Any = print) -> Any:
     """The max_minutes time budget as a callback (None when max_minutes is 0); a fresh run plans anew, a
     resumed one keeps its plan (budget.py). SFT and DPO alike."""
-    if resume_dir is None:
+    from .distributed import is_distributed, is_main_process, world_size
+
+    if float(cfg["max_minutes"]) > 0 and is_distributed():  # each process's clock would plan its own schedule
+        raise UserError(f"max_minutes {cfg['max_minutes']:g} (a time budget) plans the schedule from one process's "
+                        f"step times; with {world_size()} processes set max_minutes to 0 and bound the run with "
+                        f"max_steps or num_epochs")
+    if resume_dir is None and is_main_process():
         (output_dir / BUDGET_FILE).unlink(missing_ok=True)
     if float(cfg["max_minutes"]) <= 0:
         return None

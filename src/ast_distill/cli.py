@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
     if "-h" in words or "--help" in words:
         show_defaults(parser, words)
     args = parser.parse_args(argv)
+    quiet_other_processes()
     try:
         use_named_training(args)
         return int(main(args) or 0)
@@ -30,6 +32,14 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
     except KeyboardInterrupt:
         print("interrupted: what was written so far is kept; run again to resume", file=sys.stderr)
         return 130
+
+
+def quiet_other_processes() -> None:
+    """Under torchrun / accelerate launch, only the main process prints to stdout (errors still reach stderr)."""
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (for the life of the process)
 
 
 DEFAULT_CONFIG = "config/defaults.json"

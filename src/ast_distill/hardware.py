@@ -168,8 +168,24 @@ def decide_precision(device: str, requested_bf16: Any, requested_compile: Any = 
     if device != "cpu":
         return PrecisionDecision(device, False, False, bf16_setting, compile_setting,
                                  f"{device}: fp32, no compile (bf16 autocast and compile are CPU/CUDA paths here)")
+    from .distributed import agree, is_main_process
+
+    # Several processes (torchrun): the main one measures, and all take its decision (one precision per run).
+    measured = agree(measure_cpu() if is_main_process() else None)
+    return cpu_decision(measured, bf16_setting, compile_setting, stage)
+
+
+def measure_cpu() -> tuple[CpuInfo, float, float]:
+    """This CPU and its one-thread matmul rates (GFLOP/s): fp32, bf16."""
     cpu = cpu_info()
     fp32, bf16_rate = cpu_matmul_rates()
+    return cpu, fp32, bf16_rate
+
+
+def cpu_decision(measured: tuple[CpuInfo, float, float], bf16_setting: Any, compile_setting: Any,
+                 stage: str) -> PrecisionDecision:
+    """decide_precision's choice on a CPU from what measure_cpu measured."""
+    cpu, fp32, bf16_rate = measured
     bf16_faster = bf16_rate >= BF16_MIN_SPEEDUP * fp32
     figures = (f"{cpu.model}, torch capability {cpu.capability}, flags {','.join(cpu.flags) or 'none'}; "
                f"{PROBE_SIZE}x{PROBE_SIZE} matmul on one thread {fp32:.1f} GFLOP/s fp32 vs {bf16_rate:.1f} bf16")

@@ -148,8 +148,13 @@ def trim_metrics(path: Path, last_step: int) -> None:
         write_jsonl_atomic(path, [r for r in read_jsonl(path) if int(r.get("step", 0)) <= last_step])
 
 
-def open_metrics_log(output_dir: Path, resume_dir: str | None) -> JsonlAppender:
-    """training_metrics.jsonl of the run: fresh for a new run, trimmed to the checkpoint's step on resume."""
+def open_metrics_log(output_dir: Path, resume_dir: str | None) -> JsonlAppender | None:
+    """training_metrics.jsonl of the run: fresh for a new run, trimmed to the checkpoint's step on resume; None
+    in a process other than the main one of a multi-process run (distributed.py): the main one writes the log."""
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return None
     path = output_dir / METRICS_FILE
     if resume_dir is not None:
         trim_metrics(path, checkpoint_step(resume_dir))
@@ -227,26 +232,38 @@ class FinishedRun:
 
 
 def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, run_config: dict[str, Any], *,
-                   resume_dir: str | None, metrics_log: JsonlAppender, budget: Any = None,
+                   resume_dir: str | None, metrics_log: JsonlAppender | None, budget: Any = None,
                    adapter_base: str | None = None,
                    outcome: Callable[[float], Mapping[str, Any]] | None = None) -> FinishedRun:
     """The common end of a training stage: record the run as "running", train (resuming from resume_dir),
-    close the metrics log, record the outcome (final step, loss, wall time, the time budget's plan and the
-    stage's own figures from ``outcome(wall_s)``), save checkpoint-final and record the run as "complete"."""
-    write_json_atomic(output_dir / RUN_CONFIG_FILE, run_config)
-    clear_selection(output_dir)  # the sweep's old choice was made among weights this run replaces
+    close the metrics log, record the outcome (final step, loss, wall time, the time budget's plan, the
+    replicas' fingerprints and the stage's own figures from ``outcome(wall_s)``), save checkpoint-final and record
+    the run as "complete". Under a launcher of several processes every process trains and computes the outcome
+    (it may gather), and the main one writes (distributed.py); ``metrics_log`` is None in the others."""
+    from .distributed import barrier, is_main_process, record, replica_fingerprints
+
+    main = is_main_process()
+    run_config.update(distributed=record())
+    if main:
+        write_json_atomic(output_dir / RUN_CONFIG_FILE, run_config)
+        clear_selection(output_dir)  # the sweep's old choice was made among weights this run replaces
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_dir)
     finally:
-        metrics_log.close()
+        if metrics_log is not None:
+            metrics_log.close()
     wall = time.perf_counter() - started
     step = int(trainer.state.global_step)
     run_config.update(status="complete", final_step=step, train_loss=float(result.training_loss),
                       wall_s=round(wall, 2), **(outcome(wall) if outcome else {}),
                       time_budget=None if budget is None else dataclasses.asdict(budget.plan))
-    final = save_final(trainer, tokenizer, output_dir, run_config, adapter_base=adapter_base)
-    write_json_atomic(output_dir / RUN_CONFIG_FILE, run_config)
+    run_config["distributed"]["replica_fingerprints"] = replica_fingerprints(trainer.model)
+    final = output_dir / FINAL_DIR
+    if main:
+        final = save_final(trainer, tokenizer, output_dir, run_config, adapter_base=adapter_base)
+        write_json_atomic(output_dir / RUN_CONFIG_FILE, run_config)
+    barrier()  # no process ends before checkpoint-final is in place
     return FinishedRun(result, step, wall, final, run_config)
 
 

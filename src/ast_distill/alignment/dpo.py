@@ -171,8 +171,13 @@ def build_dpo_trainer(cfg: Mapping[str, Any], start: DpoStart, dataset: Any, out
     the model it trains (PEFT-wrapped when TRL applied the LoRA config)."""
     from trl import DPOTrainer
 
+    from ..distributed import CpuResumeMixin
+
+    class ResumableDPOTrainer(CpuResumeMixin, DPOTrainer):
+        """TRL's DPOTrainer; resumable under a launcher of several CPU processes (distributed.CpuResumeMixin)."""
+
     extra = [merged_base_callback()] if start.setup.kind == "lora" else []
-    trainer = DPOTrainer(model=start.setup.model, ref_model=start.ref_model,
+    trainer = ResumableDPOTrainer(model=start.setup.model, ref_model=start.ref_model,
                          args=dpo_config(cfg, str(output_dir), bf16=bf16, device=device),
                          train_dataset=dataset, processing_class=start.setup.tokenizer,
                          peft_config=start.peft_config, callbacks=[*callbacks, *extra])
@@ -219,7 +224,7 @@ def train_dpo(cfg: Mapping[str, Any], *, resume: str | None = None,
 
     metrics_path = output_dir / METRICS_FILE
     writer = open_metrics_log(output_dir, resume_dir)
-    callbacks = [metrics_callback(writer)]
+    callbacks = [] if writer is None else [metrics_callback(writer)]  # None: not the main process
     budget = budget_callback(cfg, output_dir, resume_dir, eval_every=0, has_eval=False, log=log)
     callbacks += [budget] if budget is not None else []  # last: see budget.py
     trainer = build_dpo_trainer(cfg, start, dataset, output_dir, bf16=bf16, device=device, callbacks=callbacks)

@@ -153,8 +153,18 @@ def ensure_cached(folder: Path, expected: dict[str, Any], build: Callable[[Path]
 
     ``build(work)`` fills the empty folder ``work`` and returns facts for made_by.json (e.g. its steps' seconds);
     made_by.json (``expected`` + those facts + every file's size) is written last, then ``work`` is renamed
-    into place, so a build interrupted at any point leaves no folder that passes for a cache.
+    into place, so a build interrupted at any point leaves no folder that passes for a cache. Under a launcher
+    of several processes the main one builds while the others wait, then they find it built (every process
+    must call this the same number of times: it waits for them all).
     """
+    from ..distributed import main_process_first
+
+    with main_process_first():
+        return _ensure_cached(folder, expected, build, log, required)
+
+
+def _ensure_cached(folder: Path, expected: dict[str, Any], build: Callable[[Path], dict[str, Any]],
+                   log: Callable[[str], Any], required: tuple[str, ...]) -> Path:
     problem = cache_problem(folder, expected, required)
     if problem is None:
         return folder

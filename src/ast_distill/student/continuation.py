@@ -66,8 +66,16 @@ def ensure_merged_base(adapter: str, base_model: str | None, output_dir: Path, l
     """<output_dir>/sft-merged: the merged model + tokenizer, written once (atomically) per adapter and weights.
 
     The new adapter names this dir as its base (MERGED_BASE_REF), so checkpoint-N and checkpoint-final load as
-    merged model + new adapter with student.load_student, wherever the run dir is.
+    merged model + new adapter with student.load_student, wherever the run dir is. Under a launcher of several
+    processes the main one merges, the others then find it merged.
     """
+    from ..distributed import main_process_first
+
+    with main_process_first():
+        return _ensure_merged_base(adapter, base_model, output_dir, log)
+
+
+def _ensure_merged_base(adapter: str, base_model: str | None, output_dir: Path, log: Any) -> Path:
     from ..fingerprint import checkpoint_fingerprint
 
     merged = output_dir / MERGED_DIR
@@ -100,7 +108,8 @@ def merged_base_callback() -> Any:
 
     class PointAtMergedBase(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            point_at_merged_base(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            if state.is_world_process_zero:  # the process that saved it
+                point_at_merged_base(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     return PointAtMergedBase()
 

@@ -156,13 +156,18 @@ def build_unsloth_lora_student(cfg: Mapping[str, Any], model_name: str | None = 
     The StudentSetup's base_model is the model name; DPO replaces it with the name its adapters record."""
     from unsloth import FastLanguageModel  # first: it patches transformers/TRL/PEFT on import
 
+    from ..distributed import is_distributed, local_rank
+
     name = model_name or base_reference(cfg["base_model"])
+    # Under a launcher each process trains on its own GPU: Unsloth would put every replica on the first one.
+    placement = {"device_map": {"": local_rank()}} if is_distributed() else {}
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=name,
         max_seq_length=int(cfg["max_seq_length"]),
         load_in_4bit=bool(cfg["load_in_4bit"]),
         dtype=None,  # Unsloth picks bf16 where the GPU has it, else fp16
         full_finetuning=False,
+        **placement,
     )
     model = FastLanguageModel.get_peft_model(
         model,

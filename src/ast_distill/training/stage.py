@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..corpus import corpus_schema_format
+from ..distributed import agree, gather, is_main_process
 from ..errors import UserError
 from ..fingerprint import file_digest
 from ..jsonl import read_jsonl
@@ -95,6 +96,9 @@ def prepare(cfg: Mapping[str, Any], rows: list[dict[str, Any]], *, resume_dir: s
     elif backend == "unsloth":
         setup = build_unsloth_lora_student(cfg, gradient_checkpointing=bool(cfg["use_gradient_checkpointing"]))
         tokenizer = setup.tokenizer
+    elif cfg["base_model"] == SCRATCH and resume_dir is None:  # a new BPE: the main process's, for every process
+        tokenizer = agree(load_base_tokenizer(cfg, split.train, resume_dir) if is_main_process() else None)
+        setup = None
     else:
         tokenizer = load_base_tokenizer(cfg, split.train, resume_dir)
         setup = None
@@ -182,7 +186,8 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
     writer = open_metrics_log(output_dir, resume_dir)
     schemas = load_schemas(final_schemas)
     sample_rows = prep.val_rows[:max(0, int(cfg["sample_generations"]))]
-    callbacks = [metrics_callback(writer), samples_callback(writer, setup.tokenizer, sample_rows, schemas)]
+    callbacks = [] if writer is None else [  # None: not the main process, which logs for all (distributed.py)
+        metrics_callback(writer), samples_callback(writer, setup.tokenizer, sample_rows, schemas)]
     callbacks += list(extra_callbacks or [])
     if setup.adapter_base == MERGED_BASE_REF:  # a new adapter on a merged start: each checkpoint names that base
         callbacks.append(merged_base_callback())
@@ -203,7 +208,9 @@ def train_sft(cfg: Mapping[str, Any], *, resume: str | None = None, final_schema
     measured: dict[str, float] = {}
 
     def outcome(wall_s: float) -> dict[str, Any]:
-        measured.update(throughput(trainer.token_counts, wall_s - trainer.side_seconds))
+        counts = gather(trainer.token_counts)  # one per process: the run trained on their sum
+        measured.update(throughput({key: sum(c[key] for c in counts) for key in trainer.token_counts},
+                                   wall_s - trainer.side_seconds))
         return {"measured": measured}
 
     run = train_and_save(trainer, setup.tokenizer, output_dir, run_config, resume_dir=resume_dir,

@@ -83,7 +83,9 @@ def counting_trainer_class() -> type:
     """
     from trl import SFTTrainer
 
-    class CountingSFTTrainer(SFTTrainer):
+    from ..distributed import CpuResumeMixin
+
+    class CountingSFTTrainer(CpuResumeMixin, SFTTrainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.token_counts = {"real": 0, "slots": 0, "answers": 0}
