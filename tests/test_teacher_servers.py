@@ -45,6 +45,7 @@ def test_requests_spread_over_the_servers_each_bounded_by_the_per_server_concurr
     with fakes[0] as first, fakes[1] as second:
         teacher = ollama_teacher([first, second], concurrency=2)
         assert teacher.concurrency == 4  # what callers may gather: 2 servers x 2
+        described = teacher.describe()
         verdicts = judge_many(teacher, 16)
 
     assert len(verdicts) == 16
@@ -54,6 +55,10 @@ def test_requests_spread_over_the_servers_each_bounded_by_the_per_server_concurr
     stats = teacher.server_stats()
     assert [s["url"] for s in stats] == [first, second]
     assert [s["replies"] for s in stats] == served and all(not s["failures"] for s in stats)
+    # describe() names the teacher (digests of what it made use it, e.g. the boost's resume): it does not change
+    # as requests are made; record(), what outputs keep, adds what each server did.
+    assert teacher.describe() == described and "servers" not in described
+    assert teacher.record()["servers"] == stats
 
 
 def test_a_dead_server_is_set_aside_and_its_requests_go_to_the_others_without_spending_retries() -> None:
@@ -145,3 +150,4 @@ def test_stage_3_loses_and_doubles_no_row_when_one_of_two_servers_dies_halfway(
     assert lived["replies"] > died["replies"] and not lived["failures"]
     assert died["rows"] + lived["rows"] == summary["pairs_generated"]
     assert "servers:" in printed and first in printed
+    assert read_json(meta_path(outputs(tmp_path)["d_03"]))["teacher"]["servers"] == summary["servers"]

@@ -370,7 +370,7 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
         meta["teacher"] = teacher_info
         calls = _run_todo(settings, meta, generator, todo, schemas, judge, total=len(rows), already=len(done_ids))
         if judge is not None:
-            teacher_info = judge.describe()  # now with what each server did
+            teacher_info = judge.record()  # with what each server did
     wall_s = time.perf_counter() - started
 
     records = [r for r in read_jsonl(settings.eval_results) if str(r["id"]) in wanted]

@@ -49,10 +49,10 @@ def provenance(settings: dict[str, Any] | None = None) -> dict[str, Any]:
 def write_meta(out: str | Path, stage: str, settings: dict[str, Any], summary: dict[str, Any] | None = None,
                teacher: Any = None) -> Path:
     """Record what made an output in ``<out>.meta.json``: the stage, the provenance block, the teacher
-    (its ``describe()``) and the stage's summary."""
+    (its ``record()``: settings and what each server did) and the stage's summary."""
     record = {"stage": stage, **provenance(settings)}
     if teacher is not None:
-        record["teacher"] = teacher.describe()
+        record["teacher"] = teacher.record()
     if summary is not None:
         record["summary"] = summary
     path = meta_path(out)

@@ -86,8 +86,14 @@ class Teacher:
         return {"backend": self.name, "model": self.model, "concurrency": self.concurrency}
 
     def server_stats(self) -> list[dict[str, Any]]:
-        """What each server did (url, replies, rows, failures by kind); empty for a teacher without servers."""
+        """What each server did so far (url, replies, rows, failures by kind); empty for a teacher without servers.
+        Not part of ``describe()``, which names the teacher and its settings (digests of what it made use it)."""
         return []
+
+    def record(self) -> dict[str, Any]:
+        """``describe()`` and, when it has servers, what each did: what a stage's outputs record."""
+        stats = self.server_stats()
+        return {**self.describe(), **({"servers": stats} if stats else {})}
 
     async def aclose(self) -> None:
         """Release clients (HTTP connections)."""

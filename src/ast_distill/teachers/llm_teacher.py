@@ -152,7 +152,7 @@ class LLMTeacher(Teacher):
                 "concurrency": self.concurrency, "concurrency_per_server": self.pool.servers[0].limit,
                 "timeout_s": self.timeout_s, "retries": self.retries, "retry_wait_s": self.retry_wait_s,
                 "temperature": self.temperature, "num_ctx": self.num_ctx,
-                "refusal_fraction": self.refusal_fraction, "servers": self.server_stats()}
+                "refusal_fraction": self.refusal_fraction}
 
     def server_stats(self) -> list[dict[str, Any]]:
         return self.pool.stats()
