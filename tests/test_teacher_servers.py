@@ -151,3 +151,17 @@ def test_stage_3_loses_and_doubles_no_row_when_one_of_two_servers_dies_halfway(
     assert died["rows"] + lived["rows"] == summary["pairs_generated"]
     assert "servers:" in printed and first in printed
     assert read_json(meta_path(outputs(tmp_path)["d_03"]))["teacher"]["servers"] == summary["servers"]
+
+
+def test_the_preflight_warns_about_a_dead_server_among_live_ones_and_fails_when_none_answers_or_one_lacks_the_model(
+        caplog: pytest.LogCaptureFixture) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with FakeOllama(models=[MODEL]) as alive, FakeOllama(models=["another-model"]) as without_model:
+        asyncio.run(ollama_teacher([dead, alive]).ensure_model_available())  # one answers: the run may start
+        assert any(dead in record.getMessage() and "other servers take its requests" in record.getMessage()
+                   for record in caplog.records)
+        with pytest.raises(TeacherError, match=f"Ollama at {without_model} has no model {MODEL}"):
+            asyncio.run(ollama_teacher([alive, without_model]).ensure_model_available())
+    with pytest.raises(TeacherError, match="refused the connection") as error:
+        asyncio.run(ollama_teacher([dead, f"http://127.0.0.1:{free_port()}"]).ensure_model_available())
+    assert "\n" not in str(error.value)

@@ -32,7 +32,7 @@ from .base import (
     check_refusal_fraction,
 )
 from .llm_prompts import BadReply
-from .servers import Server, ServerPool
+from .servers import HEALTH_KINDS, Server, ServerPool
 
 T = TypeVar("T")
 log = logging.getLogger("ast_distill.teachers")
@@ -43,6 +43,10 @@ RETRY_SEED_STRIDE = 7919  # a retry's seed: seed + attempt * stride, far from th
 
 class TeacherReplyError(TeacherError):
     """The server answered, but never with a reply of the requested shape."""
+
+
+class ServerUnreachable(TeacherError):
+    """A server refused, timed out or kept failing (HTTP 5xx, dropped connections) through every try."""
 
 
 @dataclass
@@ -208,7 +212,8 @@ class LLMTeacher(Teacher):
             if 0 <= self.retries < number:
                 if fallback is not _NO_FALLBACK:
                     return fallback  # fits the envelope; the caller validates and records it
-                error = TeacherReplyError if failure.kind == "reply" else TeacherError
+                error = (TeacherReplyError if failure.kind == "reply"
+                         else ServerUnreachable if failure.kind in HEALTH_KINDS else TeacherError)
                 raise error(self._message(failure, number, target)) from None
             wait = min(self.retry_wait_s * 2 ** (number - 1), MAX_BACKOFF_S)
             log.warning("%s: try %d failed (%s: %s); retrying in %.2f s", self.where(target.url), number,
@@ -216,6 +221,24 @@ class LLMTeacher(Teacher):
             await asyncio.sleep(wait)
             number += 1
             moves_left = len(self.pool.servers) - 1
+
+    async def _ask_every_server(self, attempt: Callable[[Any, int], Awaitable[T]],
+                                check: Callable[[Server, T], None]) -> None:
+        """The preflight: ``attempt`` on each server in turn, ``check(server, reply)`` raising TeacherError for a
+        wrong answer (a missing model). A server that does not answer is set aside with one warning line while
+        another answers (it is tried again later, as in a stage); when none answers, the first one's error."""
+        unreachable: list[str] = []
+        for server in self.pool.servers:
+            try:
+                reply = await self._with_retries(attempt, server)
+            except ServerUnreachable as exc:
+                unreachable.append(str(exc))
+                continue
+            check(server, reply)
+        if len(unreachable) == len(self.pool.servers):
+            raise ServerUnreachable(unreachable[0])
+        for line in unreachable:
+            log.warning("%s; the other servers take its requests until it answers", line)
 
     def _message(self, failure: Failure, tries: int, server: Server) -> str:
         after = f"after {tries} {'try' if tries == 1 else 'tries'}"

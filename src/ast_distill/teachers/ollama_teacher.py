@@ -18,6 +18,7 @@ from . import llm_prompts
 from .base import DEFAULT_REFUSAL_FRACTION, TeacherError
 from .llm_prompts import BadReply
 from .llm_teacher import Failure, LLMTeacher
+from .servers import Server
 
 RETRYABLE_STATUS = {408, 425, 429}
 DEFAULT_HOST = "http://127.0.0.1:11434"  # Ollama's own default
@@ -92,14 +93,16 @@ class OllamaTeacher(LLMTeacher):
         return None
 
     async def ensure_model_available(self) -> None:
-        """Fail fast (TeacherError) when a server is unreachable or lacks the model."""
+        """Fail fast (TeacherError) when no server answers or one lacks the model (one that does not answer,
+        among several, is a warning: see LLMTeacher._ask_every_server)."""
         async def attempt(client: ollama.AsyncClient, number: int) -> ollama.ListResponse:
             return await client.list()
 
-        for server in self.pool.servers:
-            listing = await self._with_retries(attempt, server)
+        def check(server: Server, listing: ollama.ListResponse) -> None:
             names = {m.model for m in listing.models if m.model}
             if self.model not in names and f"{self.model}:latest" not in names:
                 have = ", ".join(sorted(names)) or "none"
                 raise TeacherError(f"{self.where(server.url)} has no model {self.model} (it has: {have}): run "
                                    f"`ollama pull {self.model}`")
+
+        await self._ask_every_server(attempt, check)

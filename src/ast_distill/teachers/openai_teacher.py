@@ -17,6 +17,7 @@ import openai
 from .base import DEFAULT_REFUSAL_FRACTION, TeacherError
 from .llm_prompts import BadReply
 from .llm_teacher import Failure, LLMTeacher
+from .servers import Server
 
 log = logging.getLogger("ast_distill.teachers")
 
@@ -117,15 +118,17 @@ class OpenAITeacher(LLMTeacher):
         return None
 
     async def ensure_model_available(self) -> None:
-        """Fail fast (TeacherError) when the server is unreachable or does not list the model."""
+        """Fail fast (TeacherError) when no server answers or one does not list the model (one that does not
+        answer, among several, is a warning: see LLMTeacher._ask_every_server)."""
         async def attempt(client: openai.AsyncOpenAI, number: int) -> list[str]:
             return [m.id async for m in client.models.list()]
 
-        for server in self.pool.servers:
-            names = await self._with_retries(attempt, server)
+        def check(server: Server, names: list[str]) -> None:
             if names and self.model not in names:
                 raise TeacherError(f"{self.where(server.url)} does not serve model {self.model} (it serves: "
                                    f"{', '.join(sorted(names))}): pass one of them as --teacher-model")
+
+        await self._ask_every_server(attempt, check)
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:
