@@ -2,7 +2,9 @@
 
 The schema file is the DSL's JSON Schema (a d_02 record's "schema", or a d_02 record itself). Output lines are
 the ASTs in the order of the requests; an output that is not a JSON object prints as null (with a note on
-stderr). Constrained decoding (on by default) makes every finished output valid for the schema.
+stderr), and so does an answer below --min-confidence. Constrained decoding (on by default) makes every finished
+output valid for the schema. An answer's confidence is the student's probability of it, calibrated on the val rows
+when the checkpoint has a calibration.json (the checkpoint sweep writes it into checkpoint-best).
 
 Run as:
   uv run scripts/predict.py --adapter outputs/student_runs/scratch \
@@ -10,6 +12,7 @@ Run as:
   uv run scripts/predict.py --adapter outputs/student_runs/gemma3-270m/checkpoint-final \
       --schema my_schema.json --input queries.jsonl --no-constrained
   uv run scripts/predict.py --name smart-home --query "dim the kitchen lights to 30"
+  uv run scripts/predict.py --name smart-home --query "make it cosy" --min-confidence 0.7 --with-confidence
   uv run scripts/predict.py --backend llamacpp --gguf outputs/student_runs/gemma/export/student-q4_k_m.gguf \
       --schema my_schema.json --query "products under 20 euros"
 """
@@ -57,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="token budget per AST (default: 256)")
     parser.add_argument("--batch-size", type=int, default=8, help="requests generated together (default: 8)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    # Confidence
+    parser.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                        help="answers whose confidence (0-1) is below P print as null, with a note on stderr "
+                             "(default: every answer)")
+    parser.add_argument("--with-confidence", action="store_true",
+                        help='print {"ast": ..., "confidence": ...} per request instead of the AST alone')
     return parser
 
 
@@ -90,6 +99,11 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("no requests: pass --query TEXT or an --input file with at least one line")
     if (args.backend == "llamacpp") != bool(args.gguf):
         raise UserError("--backend llamacpp decodes a --gguf file, and a --gguf file needs --backend llamacpp")
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        raise UserError(f"--min-confidence is a probability in [0, 1], got {args.min_confidence}")
+    if args.min_confidence is not None and args.backend == "llamacpp":
+        raise UserError("--min-confidence needs the student's token probabilities: use --adapter (transformers); "
+                        "the llama.cpp backend reports none here")
     results = predict(args.gguf or args.adapter, schema, queries, constrained=args.constrained,
                       max_new_tokens=args.max_new_tokens, schema_format=args.schema_format, device=args.device,
                       batch_size=args.batch_size, backend=args.backend)
@@ -99,7 +113,13 @@ def main(args: argparse.Namespace) -> int:
             print(f"note: request {result['query']!r}: output {why}: {result['raw'][:120]!r}", file=sys.stderr)
         elif not result["schema_valid"]:  # constrained decoding cannot hold every keyword (uniqueItems, ...)
             print(f"note: request {result['query']!r}: the output is not valid for the schema", file=sys.stderr)
-        print(dumps(result["ast"]), flush=True)
+        ast, confidence = result["ast"], result["confidence"]
+        if args.min_confidence is not None and confidence is not None and confidence < args.min_confidence:
+            kind = "calibrated" if result["calibrated"] else "raw (the checkpoint has no calibration.json)"
+            print(f"note: request {result['query']!r}: confidence {confidence:.3f} ({kind}) is below "
+                  f"--min-confidence {args.min_confidence:g}: no answer (it was {dumps(ast)})", file=sys.stderr)
+            ast = None
+        print(dumps({"ast": ast, "confidence": confidence} if args.with_confidence else ast), flush=True)
     return 0
 
 

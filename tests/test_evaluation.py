@@ -362,6 +362,11 @@ def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_fin
     assert overall["schema_valid_rate"] == pytest.approx(1.0 - overall["truncated_rate"])
     assert overall["parsed_rate"] == overall["schema_valid_rate"] > 0
     assert summary["teacher"]["backend"] is None
+    # Every answer carries the student's probability of it; with no calibration.json beside the weights it is raw.
+    confidence = summary["confidence"]
+    assert confidence["calibrated"] is False and confidence["rows"] == overall["n"] == 12
+    assert sum(band["rows"] for band in confidence["bands"]) == 12
+    assert all(r["answer_logprob"] <= 0.0 for r in read_jsonl(settings.eval_results))  # a log-probability
 
 
 def test_baseline_evaluates_the_base_model_a_lora_adapter_names(tmp_path: Path) -> None:

@@ -193,3 +193,30 @@ def test_an_unbounded_number_is_bounded_in_the_grammar_so_a_repeating_student_st
     # The tiny untrained student repeats a digit ("4444..."): bounded, its number ends and the output validates.
     [(_, gen)] = next(generator.generate_all(["x"], [schema], batch_size=1, max_new_tokens=80, progress=False))
     assert not gen.truncated and dsl.validation_error(schema, json.loads(gen.text)) is None
+
+
+def test_the_recorded_token_probabilities_are_the_models_own_for_the_tokens_it_wrote(generator: StudentGenerator,
+                                                                                    schema: dict) -> None:
+    rows = make_tiny_corpus(3)
+    texts = prompts(generator, rows)
+    for constrained in (False, True):
+        outputs = generator.generate_batch([generator.encode(t) for t in texts],
+                                           [schema if constrained else None] * len(texts), max_new_tokens=24)
+        for text, gen in zip(texts, outputs):
+            prompt, written = generator.encode(text), gen.token_ids
+            assert gen.token_logprobs is not None and len(gen.token_logprobs) == len(written) + (not gen.truncated)
+            # The model's own log-probabilities, one forward pass over prompt + answer (+ a stop token).
+            with torch.no_grad():
+                logits = generator.model(torch.tensor([prompt + written])).logits[0, len(prompt) - 1:]
+            all_logprobs = torch.log_softmax(logits.float(), dim=-1)
+            free = all_logprobs[:-1].gather(1, torch.tensor(written)[:, None]).squeeze(1)
+            recorded = torch.tensor(gen.token_logprobs[:len(written)])
+            if constrained:  # renormalized over what the grammar allows: never less likely than unmasked
+                assert bool((recorded >= free - 1e-4).all())
+            else:
+                assert torch.allclose(recorded, free, atol=1e-4)
+                if not gen.truncated:  # the stop token's, which ends the answer, counts too
+                    stops = all_logprobs[-1, generator.stop_token_ids]
+                    assert any(abs(float(v) - gen.token_logprobs[-1]) < 1e-4 for v in stops)
+            assert gen.answer_logprob == pytest.approx(float(torch.tensor(gen.token_logprobs).sum()), abs=1e-4)
+            assert 0.0 <= gen.sequence_probability <= 1.0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import torch
 from helpers import make_tiny_corpus, make_tiny_schema_record, make_tiny_student, write_tiny_schemas
 
 from ast_distill import cli, dsl, student
+from ast_distill.calibration import Calibration, write_calibration
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.corpus import build_training_corpus, corpus_schema_format
 from ast_distill.errors import UserError
@@ -78,6 +81,37 @@ def test_predict_script_prints_one_valid_json_ast_per_request(trained_student: s
     for ast, row in zip(asts, TRAINED_ROWS):
         assert dsl.validation_error(SCHEMA, ast) is None
         assert ast == row["ast"]  # a trained request comes back as its training AST
+
+
+def test_min_confidence_withholds_answers_below_it_and_with_confidence_prints_each_answers_confidence(
+        trained_student: str, schema_file: str, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(trained_student, checkpoint)
+    query = TRAINED_ROWS[0]["query"]
+    base = [sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--adapter", str(checkpoint), "--schema",
+            schema_file, "--device", "cpu", "--max-new-tokens", "64", "--query", query, "--query", "zzz qqq"]
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(base + list(flags), check=False, capture_output=True, text=True, timeout=300,
+                              cwd=REPO_ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    shown = [json.loads(line) for line in run("--with-confidence").stdout.splitlines()]
+    raw = [answer["confidence"] for answer in shown]
+    assert shown[0]["ast"] == TRAINED_ROWS[0]["ast"] and all(0.0 < c <= 1.0 for c in raw)
+    assert raw[0] > raw[1]  # the request it was trained on is the surer one
+    between = (raw[0] + raw[1]) / 2
+    kept = run("--min-confidence", f"{between:.6f}")
+    assert [json.loads(line) for line in kept.stdout.splitlines()] == [TRAINED_ROWS[0]["ast"], None]
+    assert "below --min-confidence" in kept.stderr and "raw (the checkpoint has no calibration.json)" in kept.stderr
+    # With a calibration stored beside the weights (the sweep's), the confidence printed is the calibrated one.
+    write_calibration(checkpoint, Calibration(raw=[math.log(between), 0.0], value=[0.2, 0.9], rows=40))
+    calibrated = [json.loads(line)["confidence"] for line in run("--with-confidence").stdout.splitlines()]
+    assert calibrated == [0.9, 0.2]
+    bad = subprocess.run(base + ["--min-confidence", "1.5"], check=False, capture_output=True, text=True,
+                         timeout=300, cwd=REPO_ROOT)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "[0, 1]" in bad.stderr
 
 
 def test_unconstrained_prediction_of_the_trained_student_also_finds_the_ast(trained_student: str) -> None:

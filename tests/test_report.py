@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ast_distill import cli
+from ast_distill.calibration import confidence_summary
 from ast_distill.reporting import alignment_reading, describe_change, query_of, same_rows_note, split_training_logs
 from ast_distill.scoring import classify_failure
 
@@ -141,6 +143,26 @@ def test_report_and_plots_are_written_with_the_input_numbers(run_layout: dict[st
     assert "Sample generations logged at step 20" in report
     assert not (out / "alignment_report.md").exists()
     assert (out / "report_run.json").is_file()
+    assert "No confidence: these results carry no token probabilities" in report  # this summary has none
+
+
+def test_the_report_shows_the_reliability_of_the_confidence_and_what_a_minimum_keeps(
+        run_layout: dict[str, Path]) -> None:
+    write_jsonl(run_layout["train"] / "training_metrics.jsonl", training_logs())
+    records = [{"answer_logprob": math.log(0.95), "schema_valid": True, "semantic_match": i < 18} for i in range(20)]
+    records += [{"answer_logprob": math.log(0.35), "schema_valid": True, "semantic_match": i < 5} for i in range(20)]
+    confidence = confidence_summary(records, None, None)
+    write_json(run_layout["eval"] / "evaluation_summary.json",
+               {**summary(0.437, 0.219, 0.391, 0.353, 0.372), "confidence": confidence})
+
+    assert run_script(["--config", str(run_layout["config"])]) == 0
+
+    out = run_layout["out"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert (out / "reliability.png").read_bytes().startswith(PNG_MAGIC) and "](reliability.png)" in report
+    assert "| 0.9-1.0 | 20 | 0.950 | 0.900 |" in report and "| 0.3-0.4 | 20 | 0.350 | 0.250 |" in report
+    assert "| 0.5 | 0.500 | 0.900 |" in report  # --min-confidence 0.5 answers half, 90% of them right
+    assert f"Expected calibration error {confidence['ece']:.3f}" in report
 
 
 def test_failures_are_grouped_by_cause_with_query_expected_and_student_output(tmp_path: Path) -> None:

@@ -146,17 +146,19 @@ class Output:
     token_ids: list[int] = field(default_factory=lambda: [1, 2, 3])
     truncated: bool = False
     latency_ms: float = 12.3456
+    answer_logprob: float | None = -2.123456789  # None from a decoder without token probabilities
 
 
 def test_score_output_then_a_verdict_or_a_judge_error() -> None:
     row = {"id": "x1", "schema_id": "s", "ast": GOLD, "query": "products above 10", "language": "en"}
     same = score_output(row, SCHEMA, Output(json.dumps(GOLD)), prompt_text="P", constrained=True)
     assert same["kind"] == "query" and same["semantic_match"] and same["teacher_verdict"] is True
-    assert (same["new_tokens"], same["latency_ms"]) == (3, 12.346)
+    assert (same["new_tokens"], same["latency_ms"], same["answer_logprob"]) == (3, 12.346, -2.12346)
 
-    refused = score_output({**row, "ast": REFUSAL}, SCHEMA, Output('{"type":"query"'), prompt_text="P",
-                           constrained=False)
+    refused = score_output({**row, "ast": REFUSAL}, SCHEMA, Output('{"type":"query"', answer_logprob=None),
+                           prompt_text="P", constrained=False)
     assert refused["kind"] == "refusal" and not refused["parsed"] and refused["teacher_verdict"] is None
+    assert refused["answer_logprob"] is None
 
     other = {**GOLD, "filter": {**GOLD["filter"], "value": 11}}
     judged = score_output(row, SCHEMA, Output(json.dumps(other)), prompt_text="P", constrained=True)

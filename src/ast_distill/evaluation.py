@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import dsl, student
+from .calibration import CALIBRATION_FILE, confidence_summary, load_calibration
 from .runs import resolve_checkpoint
 from .config import Config
 from .errors import UserError
@@ -54,7 +55,7 @@ def progress_path(eval_results: str | Path) -> str:
 # its fingerprint (weights, config, tokenizer) is what matters, so a retrain at the same path is caught.
 RESUME_KEYS = ("fingerprint", "baseline", "constrained", "grammar_rules", "dynamic_int8", "max_new_tokens",
                "truncation_retry", "temperature", "top_p", "dataset", "split", "max_samples", "sample_seed",
-               "include_invalid", "rows_digest")
+               "include_invalid", "rows_digest", "record_version")
 
 
 @dataclass(kw_only=True)
@@ -212,6 +213,11 @@ def baseline_of(adapter: str) -> str:
 # --- the run --------------------------------------------------------------------------------------------
 
 
+# What a result record holds: raise it when records gain a field, so that older results are made again rather than
+# resumed without it (2: answer_logprob, the student's log-probability of its answer).
+RECORD_VERSION = 2
+
+
 def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[str, Any]],
               schemas: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """The RESUME_KEYS values of this run: what its rows are made from (checkpoint, decoding, row selection)."""
@@ -226,7 +232,8 @@ def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[st
             "max_new_tokens": settings.max_new_tokens, "truncation_retry": settings.truncation_retry,
             "temperature": settings.temperature, "top_p": settings.top_p, "dataset": settings.dataset,
             "split": settings.split, "max_samples": settings.max_samples, "sample_seed": settings.sample_seed,
-            "include_invalid": settings.include_invalid, "rows_digest": json_digest(selected)}
+            "include_invalid": settings.include_invalid, "rows_digest": json_digest(selected),
+            "record_version": RECORD_VERSION}
 
 
 def _short(value: Any) -> str:
@@ -374,12 +381,15 @@ def run_evaluation(settings: EvalSettings, config: Config, *,
     wall_s = time.perf_counter() - started
 
     records = [r for r in read_jsonl(settings.eval_results) if str(r["id"]) in wanted]
+    calibration = None if settings.gguf or settings.baseline else load_calibration(model_path)
     summary = {"adapter": settings.adapter, "baseline": settings.baseline, "model_path": model_path,
                "backend": "llamacpp" if settings.gguf else "transformers",
                "fingerprint": meta["fingerprint"], "rows_digest": meta["rows_digest"],
                "dataset": settings.dataset, "split": settings.split, "n": len(records),
                "constrained": settings.constrained, "dynamic_int8": settings.dynamic_int8, "teacher": teacher_info,
                **summarize(records),
+               "confidence": confidence_summary(records, calibration, None if calibration is None
+                                                else str(Path(model_path) / CALIBRATION_FILE)),
                "speed": speed(records, wall_s=wall_s, batch_size=settings.batch_size),
                "calls_this_run": calls,
                "machine": machine_record(settings.device or student.pick_device()),

@@ -28,6 +28,7 @@ xgrammar 0.2.8 lets a length-bounded JSON string (here: one with minLength) hold
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,21 @@ class Generation:
     token_ids: list[int]  # generated ids up to (not including) the first stop token
     truncated: bool  # no stop token within max_new_tokens
     latency_ms: float  # this row's share of its batch's wall time
+    # log-probability of each token picked, the stop token included, under the distribution it was picked from
+    # (the grammar's mask applied: constrained decoding renormalizes over what the grammar allows); None when the
+    # decoder does not report them (llama.cpp)
+    token_logprobs: list[float] | None = None
+
+    @property
+    def answer_logprob(self) -> float | None:
+        """The log-probability the student gave this whole answer (sum of token_logprobs): the raw confidence, as a
+        log so that a long answer does not underflow to 0 (calibration.py maps it to a probability)."""
+        return None if self.token_logprobs is None else float(sum(self.token_logprobs))
+
+    @property
+    def sequence_probability(self) -> float | None:
+        """exp(answer_logprob): the probability of this exact answer."""
+        return None if self.answer_logprob is None else math.exp(self.answer_logprob)
 
 
 def model_vocab_size(model: Any) -> int:
@@ -214,6 +230,42 @@ class GrammarLogitsProcessor(LogitsProcessor):
         return scores
 
 
+class TokenLogprobRecorder(LogitsProcessor):
+    """Keeps, for every row, the log-probability of each token the decoding picks, from the scores it picks from.
+
+    Last in the processor list, it sees the scores after the grammar's mask (and after sampling's warpers, when
+    sampling). At step t it reads the token picked at step t-1 from ``input_ids``; ``finish`` reads the last one.
+    It holds one step's log-probabilities, not every step's scores (``output_scores`` would keep a batch x
+    vocabulary tensor per step: gigabytes for Gemma's 262,144 tokens).
+    """
+
+    def __init__(self, prompt_length: int) -> None:
+        self.prompt_length = prompt_length
+        self.previous: torch.Tensor | None = None
+        self.logprobs: list[list[float]] = []
+
+    def _take(self, input_ids: torch.Tensor) -> None:
+        if self.previous is None:
+            return
+        picked = self.previous.gather(1, input_ids[:, -1:].to(self.previous.device)).squeeze(1).tolist()
+        if not self.logprobs:
+            self.logprobs = [[] for _ in picked]
+        for row, value in enumerate(picked):
+            self.logprobs[row].append(float(value))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._take(input_ids)
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> list[list[float]]:
+        """Every row's log-probabilities, given generate's output (its last token was picked after the last call)."""
+        if sequences.shape[1] > self.prompt_length:
+            self._take(sequences)
+        self.previous = None
+        return self.logprobs
+
+
 class StudentGenerator:
     """Generates for batches of prompt texts with one model: left padding, stop on real stop tokens."""
 
@@ -276,20 +328,26 @@ class StudentGenerator:
         if any(m is not None for m in matchers):
             processors.append(GrammarLogitsProcessor(matchers, self.vocab_size, input_ids.shape[1],
                                                      self.grammars.json_safe_mask))
+        recorder = TokenLogprobRecorder(input_ids.shape[1])
+        processors.append(recorder)  # last: the scores the token is picked from
         started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention, logits_processor=processors,
                                       **self._generation_kwargs(max_new_tokens, temperature, top_p))
         share_ms = (time.perf_counter() - started) * 1000.0 / len(encoded)
+        logprobs = recorder.finish(out)
         new_tokens = out[:, input_ids.shape[1]:].tolist()
-        return [self._finish(ids, share_ms) for ids in new_tokens]
+        return [self._finish(ids, share_ms, logprobs[row] if logprobs else [])
+                for row, ids in enumerate(new_tokens)]
 
-    def _finish(self, ids: list[int], latency_ms: float) -> Generation:
+    def _finish(self, ids: list[int], latency_ms: float, logprobs: list[float]) -> Generation:
         stops = set(self.stop_token_ids)
         cut = next((i for i, t in enumerate(ids) if t in stops), None)
         kept = ids if cut is None else ids[:cut]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        return Generation(text=text, token_ids=kept, truncated=cut is None, latency_ms=latency_ms)
+        answered = logprobs[:len(ids) if cut is None else cut + 1]  # the stop token's too: ending is a choice
+        return Generation(text=text, token_ids=kept, truncated=cut is None, latency_ms=latency_ms,
+                          token_logprobs=answered)
 
     def generate_all(self, prompt_texts: Sequence[str], schemas: Sequence[dict[str, Any] | None], *,
                      batch_size: int, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,

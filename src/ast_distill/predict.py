@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import dsl, student
+from .calibration import Calibration, confidence_of, load_calibration
 from .errors import UserError
 from .jsonl import read_json
 from .prompting import build_prompt
@@ -72,7 +73,7 @@ def exported_schema_format(gguf: str) -> str | None:
 
 def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: Sequence[str], *,
                  schema_format: str, constrained: bool = True, max_new_tokens: int = 256,
-                 batch_size: int = 8) -> list[dict[str, Any]]:
+                 batch_size: int = 8, calibration: Calibration | None = None) -> list[dict[str, Any]]:
     """predict() with a student already loaded (for callers that answer many requests)."""
     texts = [student.prompt_text(generator.tokenizer, build_prompt(schema, q, schema_format)) for q in queries]
     results: list[dict[str, Any]] = [{} for _ in queries]
@@ -84,14 +85,18 @@ def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: S
             parsed, ast = parse_output(gen.text)
             results[i] = {"query": queries[i], "ast": ast, "raw": gen.text, "parsed": parsed,
                           "schema_valid": parsed and dsl.validation_error(answers, ast) is None,
-                          "truncated": gen.truncated}
+                          "truncated": gen.truncated,
+                          "confidence": confidence_of(gen.answer_logprob, calibration),
+                          "calibrated": calibration is not None}
     return results
 
 
 def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constrained: bool = True,
             max_new_tokens: int = 256, schema_format: str | None = None, device: str | None = None,
             batch_size: int = 8, backend: str = "transformers") -> list[dict[str, Any]]:
-    """One result per query: {query, ast (None unless parsed), raw, parsed, schema_valid, truncated}.
+    """One result per query: {query, ast (None unless parsed), raw, parsed, schema_valid, truncated, confidence,
+    calibrated}: confidence is the student's probability of its answer, calibrated when the checkpoint has a
+    calibration.json (calibration.py), None with llama.cpp (which reports no token probabilities here).
 
     adapter: a checkpoint dir (LoRA adapter or full scratch model) or a run dir (its selected checkpoint:
     checkpoint-best, else checkpoint-final), or with backend "llamacpp" a GGUF file of an export folder.
@@ -105,5 +110,6 @@ def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constra
         adapter = resolve_checkpoint(adapter)
     generator = load_gguf_generator(adapter) if backend == "llamacpp" else load_generator(adapter, device)
     fmt = schema_format or trained_schema_format(adapter)
+    calibration = None if backend == "llamacpp" else load_calibration(adapter)
     return predict_with(generator, schema, queries, schema_format=fmt, constrained=constrained,
-                        max_new_tokens=max_new_tokens, batch_size=batch_size)
+                        max_new_tokens=max_new_tokens, batch_size=batch_size, calibration=calibration)

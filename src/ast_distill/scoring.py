@@ -51,6 +51,9 @@ class GeneratedText(Protocol):
     truncated: bool
     latency_ms: float
 
+    @property
+    def answer_logprob(self) -> float | None: ...  # the raw confidence, a log-probability (calibration.py)
+
 
 # --- one row --------------------------------------------------------------------------------------------
 
@@ -86,6 +89,7 @@ def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: Gen
         "student_canonical": canonical(ast, range_ops, schema) if parsed else None,
         "gold_ast": gold, "constrained": constrained, "truncated": generation.truncated,
         "new_tokens": len(generation.token_ids), "latency_ms": round(generation.latency_ms, 3),
+        "answer_logprob": None if generation.answer_logprob is None else round(generation.answer_logprob, 5),
     }
 
 

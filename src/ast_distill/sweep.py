@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .calibration import calibrate, write_calibration
 from .config import Config, judge_teacher_model
 from .errors import UserError
 from .evaluation import RESULTS_NAME, EvalSettings, progress_path, run_evaluation
 from .fingerprint import checkpoint_fingerprint
 from .jsonl import read_json, read_jsonl, write_json_atomic
 from .provenance import provenance
+from .scoring import row_passes
 from .runs import (BEST_DIR, FINAL_DIR, METRICS_FILE, RUN_CONFIG_FILE, SWEEP_FILE,
                    final_checkpoint_complete, install_best, latest_checkpoint, saved_checkpoints, checkpoint_step)
 from .teachers import Teacher
@@ -113,11 +115,20 @@ def score_candidates(run_dir: Path, found: list[Candidate], config: Config, swee
 
 
 def keep_best(run_dir: Path, winner: Candidate) -> dict[str, Any]:
-    """checkpoint-best = a copy of the winner, with selected.json saying which it is and why."""
+    """checkpoint-best = a copy of the winner, with selected.json saying which it is and why, and the confidence
+    calibration fitted on the winner's val answers (calibration.py; none below its minimum of rows)."""
     selection = {"source": winner.name, "step": winner.step, "fingerprint": winner.fingerprint,
                  "semantic_pass_rate": winner.semantic_pass_rate, "schema_valid_rate": winner.schema_valid_rate,
                  "eval_loss": winner.eval_loss, "sweep": str(run_dir / SWEEP_FILE)}
-    install_best(run_dir, winner.path, selection)
+    best = install_best(run_dir, winner.path, selection)
+    results = Path(winner.evaluation).parent / RESULTS_NAME if winner.evaluation else None
+    records = read_jsonl(results, missing_ok=True) if results is not None else []
+    scored = [r for r in records if r.get("answer_logprob") is not None]
+    calibration = calibrate([float(r["answer_logprob"]) for r in scored], [row_passes(r) for r in scored],
+                            fitted_on=str(results))
+    if calibration is not None:
+        write_calibration(best, calibration)
+    selection["calibration"] = None if calibration is None else {"rows": calibration.rows, **calibration.facts}
     return selection
 
 

@@ -188,6 +188,26 @@ def plot_trend(rows: Sequence[Mapping[str, Any]], figures: Sequence[tuple[str, s
     return _save(fig, path)
 
 
+def plot_reliability(confidence: Mapping[str, Any] | None, path: Path) -> Path | None:
+    """The reliability diagram: share of right answers against mean confidence in each confidence band (the
+    diagonal is perfect calibration), with each band's rows as bars below."""
+    bands = [b for b in (confidence or {}).get("bands", []) if b.get("rows")]
+    if not bands:
+        return None
+    fig = Figure(figsize=(6, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], linestyle=":", color="gray", label="perfectly calibrated")
+    top.plot([b["mean_confidence"] for b in bands], [b["accuracy"] for b in bands], marker="o",
+             label="student" + (" (calibrated on val rows)" if confidence.get("calibrated") else " (raw)"))
+    _style_axis(top, f"Reliability (ECE {confidence.get('ece')})", "", "share of answers right")
+    top.set_xlim(0, 1)
+    top.set_ylim(-0.02, 1.02)
+    top.legend(loc="upper left")
+    bottom.bar([sum(b["band"]) / 2 for b in bands], [b["rows"] for b in bands], width=0.08, color="tab:gray")
+    _style_axis(bottom, "", "confidence (band)", "rows")
+    return _save(fig, path)
+
+
 def draw_plots(loaded: LoadedInputs, out_dir: Path) -> dict[str, Path | None]:
     """Every plot the inputs allow; a plot whose data is missing maps to None."""
     summary = loaded.summary
@@ -204,6 +224,7 @@ def draw_plots(loaded: LoadedInputs, out_dir: Path) -> dict[str, Path | None]:
         plots["metrics_en_vs_fr"] = plot_metric_bars(
             {"EN": scope_metrics(summary, ("by_language", "en")), "FR": scope_metrics(summary, ("by_language", "fr"))},
             out_dir / "metrics_en_vs_fr.png", "Student metrics: English vs French requests")
+        plots["reliability"] = plot_reliability(summary.get("confidence"), out_dir / "reliability.png")
     overall = scope_metrics(summary, ("overall",))
     if overall is not None and loaded.unconstrained is not None:
         plots["metrics_constrained_vs_unconstrained"] = plot_metric_bars(

@@ -94,6 +94,7 @@ def _evaluation_section(lines: list[str], summary: Summary | None, results: list
               f"{fmt_rate(overall.get('refusal_recall'))} over all rows. Low precision: the student refuses "
               f"requests it could answer; low recall: it invents an answer where the schema has no way to "
               f"express the request. n/a means no row of that kind was seen.", ""]
+    _confidence_section(lines, summary.get("confidence"), plots)
     lines += ["### Speed", ""]
     speed = summary.get("speed") if isinstance(summary.get("speed"), dict) else {}
     lines += table(["quantity", "value"], [
@@ -111,6 +112,29 @@ def _evaluation_section(lines: list[str], summary: Summary | None, results: list
         truncated_text += f" ({count} of {len(results)} result rows)"
     lines += [f"Outputs that hit the generation token budget before closing their JSON: {truncated_text}. "
               f"Any truncation is lost accuracy; raise evaluation.max_new_tokens if it is above 0.", ""]
+
+
+def _confidence_section(lines: list[str], confidence: Mapping[str, Any] | None,
+                        plots: Mapping[str, Path | None]) -> None:
+    """How far each answer's confidence can be trusted, and what a --min-confidence threshold keeps."""
+    lines += ["### Confidence", ""]
+    if not confidence:
+        lines += ["No confidence: these results carry no token probabilities (llama.cpp, or results from before "
+                  "they were recorded).", ""]
+        return
+    source = (f"calibrated on {confidence.get('fitted_on_rows')} val rows ({code(confidence.get('calibration'))})"
+              if confidence.get("calibrated") else "raw: the student's probability of its answer (the checkpoint "
+              "has no calibration.json: the checkpoint sweep writes one into checkpoint-best)")
+    lines += [f"Each answer's confidence is {source}. Expected calibration error {fmt_rate(confidence.get('ece'))} "
+              f"over {confidence.get('rows')} rows (0 = each band's confidence equals its share of right answers).",
+              ""]
+    image(lines, plots.get("reliability"), "reliability diagram")
+    lines += table(["confidence band", "rows", "mean confidence", "share right"],
+                   [[f"{b['band'][0]:.1f}-{b['band'][1]:.1f}", b["rows"], fmt_rate(b["mean_confidence"]),
+                     fmt_rate(b["accuracy"])] for b in confidence.get("bands", []) if b.get("rows")])
+    lines += table(["--min-confidence", "answered", "share right of those answered"],
+                   [[f"{s['min_confidence']:g}", fmt_rate(s["answered"]), fmt_rate(s["accuracy"])]
+                    for s in confidence.get("selective", [])])
 
 
 def _comparison_section(lines: list[str], heading: str, columns: Mapping[str, Metrics | None],

@@ -42,8 +42,8 @@ class OllamaTeacher(LLMTeacher):
                  concurrency: int, num_ctx: int | None, temperature: float,
                  refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
         super().__init__(model=model, urls=[host] if isinstance(host, str) else host, timeout_s=timeout_s,
-                         retries=retries, retry_wait_s=retry_wait_s, concurrency=concurrency, temperature=temperature, num_ctx=num_ctx,
-                         refusal_fraction=refusal_fraction)
+                         retries=retries, retry_wait_s=retry_wait_s, concurrency=concurrency,
+                         temperature=temperature, num_ctx=num_ctx, refusal_fraction=refusal_fraction)
 
     def where(self, url: str | None = None) -> str:
         return f"Ollama at {self.urls_text(url, DEFAULT_HOST)}"
