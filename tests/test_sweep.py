@@ -134,6 +134,7 @@ def test_a_new_training_in_the_run_dir_forgets_the_old_selection_before_it_start
 
     class Trainer:  # what train_and_save asks of TRL's trainer
         state = SimpleNamespace(global_step=3)
+        model = torch.nn.Linear(2, 2)  # the weights it trained (train_and_save fingerprints them)
 
         def train(self, resume_from_checkpoint: str | None = None) -> Any:
             seen_during_training.append((run / runs.BEST_DIR).exists() or (run / runs.SWEEP_FILE).exists())
