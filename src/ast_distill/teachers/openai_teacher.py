@@ -34,7 +34,8 @@ class OpenAITeacher(LLMTeacher):
     def __init__(self, model: str, base_url: str | list[str] | None, api_key: str | None, timeout_s: float,
                  retries: int, retry_wait_s: float, concurrency: int, temperature: float,
                  refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
-        urls = [base_url] if base_url is None or isinstance(base_url, str) else base_url
+        # one URL, a list of them, or none (an empty list too): the client's default, api.openai.com
+        urls = [base_url] if base_url is None or isinstance(base_url, str) else (list(base_url) or [None])
         super().__init__(model=model, urls=urls, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
                          concurrency=concurrency, temperature=temperature, refusal_fraction=refusal_fraction)
         self._api_key = api_key or NO_KEY
