@@ -98,7 +98,8 @@ def test_the_openai_teacher_spreads_over_a_list_of_base_urls() -> None:
     assert all(any(r["path"] == "/v1/models" for r in f.requests) for f in fakes)
 
 
-def test_a_config_lists_teacher_servers(tmp_path: Path) -> None:
+def test_a_config_lists_teacher_servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps({"teacher": {"backend": "ollama", "host": ["http://a:1", "http://b:2"],
                                                    "concurrency": 3}}), encoding="utf-8")
@@ -106,6 +107,12 @@ def test_a_config_lists_teacher_servers(tmp_path: Path) -> None:
     teacher = make_teacher(config, MODEL, retries=0, retry_wait_s=0.1, seed=0)
     assert [s["url"] for s in teacher.server_stats()] == ["http://a:1", "http://b:2"]
     assert teacher.concurrency == 6 and teacher.describe()["concurrency_per_server"] == 3
+
+    for backend, key, default in (("ollama", "host", "http://127.0.0.1:11434"),
+                                  ("openai", "openai_base_url", "api.openai.com (default)")):
+        config_path.write_text(json.dumps({"teacher": {"backend": backend, key: []}}), encoding="utf-8")
+        empty = make_teacher(load_config(str(config_path)), MODEL, retries=0, retry_wait_s=0.1, seed=0)
+        assert empty.where().endswith(default) and len(empty.server_stats()) == 1  # an empty list: the default
 
     config_path.write_text(json.dumps({"teacher": {"host": ["http://a:1", 2]}}), encoding="utf-8")
     with pytest.raises(Exception) as error:
