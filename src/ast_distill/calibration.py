@@ -128,7 +128,7 @@ def confidence_summary(records: Sequence[dict[str, Any]], calibration: Calibrati
     scored = [(float(r["answer_logprob"]), row_passes(r)) for r in records if r.get("answer_logprob") is not None]
     if not scored:
         return None
-    confidence = [confidence_of(raw, calibration) or 0.0 for raw, _ in scored]
+    confidence = [float(confidence_of(logprob, calibration)) for logprob, _ in scored]
     right = [ok for _, ok in scored]
     selective = []
     for threshold in SELECTIVE_THRESHOLDS:

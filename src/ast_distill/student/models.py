@@ -97,9 +97,12 @@ def load_base_tokenizer(cfg: Mapping[str, Any], train_rows: list[dict[str, Any]]
     if resume_dir is not None and (Path(resume_dir) / "tokenizer_config.json").is_file():
         return load_tokenizer(resume_dir)
     if cfg["base_model"] == SCRATCH:
+        from ..distributed import agree, is_main_process
         from .scratch import corpus_texts, train_tokenizer
 
-        return train_tokenizer(corpus_texts(train_rows), int(cfg["scratch_vocab_size"]))
+        # Several processes (torchrun): the main one trains the BPE and every process takes that one.
+        return agree(train_tokenizer(corpus_texts(train_rows), int(cfg["scratch_vocab_size"]))
+                     if is_main_process() else None)
     tokenizer = load_tokenizer(base_reference(cfg["base_model"]))
     check_chat_template(tokenizer, cfg["base_model"])
     return tokenizer

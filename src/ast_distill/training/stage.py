@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..corpus import corpus_schema_format
-from ..distributed import agree, gather, is_main_process
+from ..distributed import gather
 from ..errors import UserError
 from ..fingerprint import file_digest
 from ..jsonl import read_jsonl
@@ -96,9 +96,6 @@ def prepare(cfg: Mapping[str, Any], rows: list[dict[str, Any]], *, resume_dir: s
     elif backend == "unsloth":
         setup = build_unsloth_lora_student(cfg, gradient_checkpointing=bool(cfg["use_gradient_checkpointing"]))
         tokenizer = setup.tokenizer
-    elif cfg["base_model"] == SCRATCH and resume_dir is None:  # a new BPE: the main process's, for every process
-        tokenizer = agree(load_base_tokenizer(cfg, split.train, resume_dir) if is_main_process() else None)
-        setup = None
     else:
         tokenizer = load_base_tokenizer(cfg, split.train, resume_dir)
         setup = None
