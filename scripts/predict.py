@@ -2,7 +2,10 @@
 
 The schema file is the DSL's JSON Schema (a d_02 record's "schema", or a d_02 record itself). Output lines are
 the ASTs in the order of the requests; an output that is not a JSON object prints as null (with a note on
-stderr), and so does an answer below --min-confidence. Constrained decoding (on by default) makes every finished
+stderr). An answer below --min-confidence becomes a clarification that offers it as its one option ("Is this what
+you mean?") when the schema has the clarification answer (the project's DSLs), else null; a note on stderr says
+so. --context gives the requests a context (today's date, usual values) that words like "today" or "my usual"
+are resolved from; an --input line may carry its own "context". Constrained decoding (on by default) makes every finished
 output valid for the schema. An answer's confidence is the student's probability of it, calibrated on the val rows
 when the checkpoint has a calibration.json (the checkpoint sweep writes it into checkpoint-best).
 
@@ -13,19 +16,22 @@ Run as:
       --schema my_schema.json --input queries.jsonl --no-constrained
   uv run scripts/predict.py --name smart-home --query "dim the kitchen lights to 30"
   uv run scripts/predict.py --name smart-home --query "make it cosy" --min-confidence 0.7 --with-confidence
+  uv run scripts/predict.py --name smart-home --query "devices installed today" --context '{"today": "2026-12-01"}'
   uv run scripts/predict.py --backend llamacpp --gguf outputs/student_runs/gemma/export/student-q4_k_m.gguf \
       --schema my_schema.json --query "products under 20 euros"
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ast_distill import cli, dsl, trainings
 from ast_distill.errors import UserError
 from ast_distill.jsonl import dumps, read_json, read_jsonl
-from ast_distill.predict import BACKENDS, predict
+from ast_distill.predict import BACKENDS, ask_back, predict
 from ast_distill.prompting import SCHEMA_FORMATS
+from ast_distill.records import check_context
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Requests
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--query", action="append", help="one request; repeat for several")
-    source.add_argument("--input", help='JSONL file of requests, one {"query": ...} per line')
+    source.add_argument("--input", help='JSONL file of requests, one {"query": ..., "context": {...}?} per line')
+    parser.add_argument("--context", metavar="JSON", help='a JSON object beside every request (an --input line\'s '
+                        'own "context" wins), e.g. \'{"today": "2026-12-01", "defaults": {"room": "kitchen"}}\' '
+                        '(default: none)')
     # Generation
     parser.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=True,
                         help="decode with the schema as a grammar (default: on)")
@@ -62,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     # Confidence
     parser.add_argument("--min-confidence", type=float, default=None, metavar="P",
-                        help="answers whose confidence (0-1) is below P print as null, with a note on stderr "
+                        help="answers whose confidence (0-1) is below P become a clarification offering the "
+                             "answer (null when the schema has no clarification), with a note on stderr "
                              "(default: every answer)")
     parser.add_argument("--with-confidence", action="store_true",
                         help='print {"ast": ..., "confidence": ...} per request instead of the AST alone')
@@ -76,6 +86,21 @@ def load_schema(path: str) -> dict:
     return data
 
 
+def parse_context(text: str | None) -> dict | None:
+    """--context as a JSON object (None when not given); one clear line when it is not one."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--context is not JSON ({exc.msg} at character {exc.pos}); pass an object such as "
+                        f"'{{\"today\": \"2026-12-01\"}}'") from None
+    problem = check_context(value, "--context")
+    if problem:
+        raise UserError(problem)
+    return value or None
+
+
 def main(args: argparse.Namespace) -> int:
     if args.name:
         training = trainings.describe(args.name)
@@ -87,14 +112,19 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("no schema: pass --schema FILE (or --name NAME of a training made with --schema)")
     schema = load_schema(args.schema)
     dsl.check_json_schema(schema, args.schema)
+    context = parse_context(args.context)
     if args.query:
-        queries = list(args.query)
+        queries, contexts = list(args.query), [context] * len(args.query)
     else:
-        queries = []
+        queries, contexts = [], []
         for i, record in enumerate(read_jsonl(args.input), start=1):
             if not isinstance(record.get("query"), str):
                 raise UserError(f"{args.input}: record {i} has no string 'query'")
+            problem = check_context(record.get("context"), f"{args.input}: record {i}")
+            if problem:
+                raise UserError(problem)
             queries.append(record["query"])
+            contexts.append(record.get("context") or context)
     if not queries:
         raise UserError("no requests: pass --query TEXT or an --input file with at least one line")
     if (args.backend == "llamacpp") != bool(args.gguf):
@@ -106,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
                         "the llama.cpp backend reports none here")
     results = predict(args.gguf or args.adapter, schema, queries, constrained=args.constrained,
                       max_new_tokens=args.max_new_tokens, schema_format=args.schema_format, device=args.device,
-                      batch_size=args.batch_size, backend=args.backend)
+                      batch_size=args.batch_size, backend=args.backend, contexts=contexts)
     for result in results:
         if not result["parsed"]:
             why = "truncated at --max-new-tokens" if result["truncated"] else "not a JSON object"
@@ -116,9 +146,11 @@ def main(args: argparse.Namespace) -> int:
         ast, confidence = result["ast"], result["confidence"]
         if args.min_confidence is not None and confidence is not None and confidence < args.min_confidence:
             kind = "calibrated" if result["calibrated"] else "raw (the checkpoint has no calibration.json)"
+            asked = ask_back(ast, schema)
+            instead = "a clarification offering it" if asked is not None else "no answer"
             print(f"note: request {result['query']!r}: confidence {confidence:.3f} ({kind}) is below "
-                  f"--min-confidence {args.min_confidence:g}: no answer (it was {dumps(ast)})", file=sys.stderr)
-            ast = None
+                  f"--min-confidence {args.min_confidence:g}: {instead} (it was {dumps(ast)})", file=sys.stderr)
+            ast = asked
         print(dumps({"ast": ast, "confidence": confidence} if args.with_confidence else ast), flush=True)
     return 0
 

@@ -158,7 +158,7 @@ def test_one_request_text_lands_in_one_split(pipeline: dict[str, Any]) -> None:
 def test_prompts_and_completions_come_from_the_one_builder(pipeline: dict[str, Any]) -> None:
     schemas = {r["id"]: r["schema"] for r in read_jsonl(pipeline["paths"]["schemas"])}
     for row in read_jsonl(pipeline["paths"]["corpus"])[:40] + read_jsonl(pipeline["paths"]["test"])[:40]:
-        assert row["prompt"] == build_prompt(schemas[row["schema_id"]], row["query"], "compact")
+        assert row["prompt"] == build_prompt(schemas[row["schema_id"]], row["query"], "compact", row.get("context"))
         assert row["completion"] == build_completion(row["ast"])
 
 

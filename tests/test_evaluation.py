@@ -11,7 +11,7 @@ import torch
 from helpers import (make_tiny_corpus, make_tiny_lora_base, make_tiny_schema_record, make_tiny_student,
                      write_tiny_schemas)
 
-from ast_distill import cli
+from ast_distill import cli, dsl
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
 from ast_distill.evaluation import EvalSettings, baseline_of, judge_records, run_evaluation, select_rows
@@ -351,6 +351,13 @@ def test_a_checkpoint_retrained_at_the_same_path_is_evaluated_again(tmp_path: Pa
     assert saved["fingerprint"] == second["fingerprint"]
 
 
+def without_key(node: Any, key: str) -> Any:
+    """A JSON value with every `key` of its objects taken away."""
+    if isinstance(node, dict):
+        return {k: without_key(v, key) for k, v in node.items() if k != key}
+    return [without_key(v, key) for v in node] if isinstance(node, list) else node
+
+
 def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_finishes(tmp_path: Path,
                                                                                       tiny_student: str) -> None:
     # Sampled, not greedy: greedily, a random student writes its first free string until max_new_tokens (the
@@ -359,8 +366,15 @@ def test_constrained_evaluation_of_an_untrained_student_is_valid_whenever_it_fin
     torch.manual_seed(0)
     summary = run_evaluation(settings, load_config(REPO_ROOT / "config" / "offline.json"), teacher=None)
     overall = summary["overall"]
-    assert overall["schema_valid_rate"] == pytest.approx(1.0 - overall["truncated_rate"])
-    assert overall["parsed_rate"] == overall["schema_valid_rate"] > 0
+    records = read_jsonl(settings.eval_results)
+    # The grammar holds everything but a free string's maxLength (checked by validation), so a finished output
+    # is valid unless a random string ran past it: such an output is valid once maxLength is taken away.
+    no_max_length = without_key(read_jsonl(settings.final_schemas)[0]["schema"], "maxLength")
+    too_long = sum(1 for r in records if r["parsed"] and not r["schema_valid"]
+                   and dsl.validation_error(no_max_length, r["student_ast"]) is None)
+    assert overall["parsed_rate"] == pytest.approx(1.0 - overall["truncated_rate"])
+    assert overall["schema_valid_rate"] == pytest.approx(overall["parsed_rate"] - too_long / 12)
+    assert overall["schema_valid_rate"] > 0
     assert summary["teacher"]["backend"] is None
     # Every answer carries the student's probability of it; with no calibration.json beside the weights it is raw.
     confidence = summary["confidence"]

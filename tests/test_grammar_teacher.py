@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import ast as pyast
 import asyncio
+import calendar
 import random
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from ast_distill import dsl, jsonl, teachers
 from ast_distill.config import REPO_ROOT, load_config
 from ast_distill.errors import UserError
+from ast_distill.records import KINDS, clarification_options
 from ast_distill.teachers import make_teacher
 from ast_distill.teachers.grammar import MONTHS, GrammarTeacher
 
@@ -77,7 +80,9 @@ def test_every_generated_ast_validates(prompt: dict[str, Any]) -> None:
         assert len(pairs) == 150
         for pair in pairs:
             assert dsl.validation_error(row["schema"], pair.ast) is None, (pair.query, pair.ast)
-            assert pair.kind == ("refusal" if pair.ast["type"] == "refusal" else "query")
+            assert pair.kind == pair.ast["type"] and pair.kind in KINDS
+            for option in clarification_options(pair.ast):  # each option is a query of the schema on its own
+                assert option["type"] == "query" and dsl.validation_error(row["schema"], option) is None
 
 
 def test_same_seed_same_pairs_other_seed_other_pairs() -> None:
@@ -126,6 +131,8 @@ def test_values_of_every_comparison_appear_in_the_request() -> None:
         row, spec = schema_row(prompt, 0, ALL_OPS, teacher)
         by_name = {f["name"]: f for f in spec["fields"]}
         for pair in teacher.generate_pairs_sync(row, spec, 80, seed=1):
+            if pair.context is not None:
+                continue  # its values come from the context: test_context_requests_are_answered_from_the_context
             text = pair.query.lower()
             for leaf in leaves(pair.ast.get("filter")):
                 values = leaf["value"] if isinstance(leaf["value"], list) else [leaf["value"]]
@@ -240,3 +247,49 @@ def test_teacher_modules_import_no_private_name_from_another_module() -> None:
             if isinstance(node, pyast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
                 assert isinstance(node.value, pyast.Name) and node.value.id in ("self", "cls"), \
                     (path.name, node.lineno, node.attr)
+
+
+def test_clarifications_and_context_rows_follow_their_shares_and_validate() -> None:
+    teacher = GrammarTeacher(seed=2, refusal_fraction=0.1, clarification_fraction=0.1, context_fraction=0.2)
+    checked = 0
+    for prompt in VARIED:
+        row, spec = schema_row(prompt, 0, ALL_OPS, teacher)
+        pairs = teacher.generate_pairs_sync(row, spec, 200, seed=4)
+        kinds = Counter(p.kind for p in pairs)
+        in_context = [p for p in pairs if p.context is not None]
+        # Every schema here has an enum field, so every kind can be written: 10% asked, plus half of the 20% twins.
+        assert len(in_context) == 20 and kinds["clarification"] == 20 + 20 and kinds["refusal"] == 20
+        for pair in pairs:
+            if pair.kind != "clarification":
+                continue
+            assert 0 < len(pair.ast["question"]) <= 160 and len(pair.ast["options"]) <= 3
+            assert dsl.validation_error(row["schema"], pair.ast) is None
+            for option in pair.ast["options"]:
+                assert option["label"] and dsl.validation_error(row["schema"], option["ast"]) is None
+                checked += 1
+    assert checked > 100
+
+
+def test_context_requests_are_answered_from_the_context_and_asked_back_without_it() -> None:
+    teacher = GrammarTeacher(seed=5, context_fraction=0.3)
+    seen_kinds = set()
+    for prompt in PROMPTS[:12]:
+        row, spec = schema_row(prompt, 0, ALL_OPS, teacher)
+        pairs = teacher.generate_pairs_sync(row, spec, 60, seed=2)
+        by_words = {}
+        for pair in pairs:
+            by_words.setdefault((pair.language, pair.query), []).append(pair)
+        for pair in (p for p in pairs if p.context is not None):
+            twin = [p for p in by_words[(pair.language, pair.query)] if p is not pair]
+            assert len(twin) == 1 and twin[0].context is None and twin[0].kind == "clarification"
+            assert pair.kind == "query"
+            today = pair.context["today"]
+            usual = pair.context.get("defaults", {})
+            month = [today[:8] + "01", today[:8] + f"{calendar.monthrange(int(today[:4]), int(today[5:7]))[1]:02d}"]
+            from_context = [leaf for leaf in leaves(pair.ast["filter"])
+                            if leaf["value"] == today or leaf["value"] == month
+                            or usual.get(leaf["field"], object()) == leaf["value"]]
+            assert from_context, (pair.query, pair.context, pair.ast)  # the answer takes a value of its context
+            seen_kinds |= {"today" if leaf["value"] == today else "month" if leaf["value"] == month else "usual"
+                           for leaf in from_context}
+    assert seen_kinds == {"today", "month", "usual"}

@@ -21,8 +21,8 @@ from ast_distill.corpus import build_training_corpus, corpus_schema_format
 from ast_distill.errors import UserError
 from ast_distill.generation import StudentGenerator
 from ast_distill.jsonl import write_jsonl_atomic
-from ast_distill.predict import load_generator, predict, trained_schema_format
-from ast_distill.prompting import build_prompt, render_schema
+from ast_distill.predict import ask_back, load_generator, predict, trained_schema_format
+from ast_distill.prompting import build_completion, build_prompt, render_schema
 from ast_distill.training import train_sft
 
 torch.set_num_threads(1)
@@ -99,19 +99,73 @@ def test_min_confidence_withholds_answers_below_it_and_with_confidence_prints_ea
 
     shown = [json.loads(line) for line in run("--with-confidence").stdout.splitlines()]
     raw = [answer["confidence"] for answer in shown]
-    assert shown[0]["ast"] == TRAINED_ROWS[0]["ast"] and all(0.0 < c <= 1.0 for c in raw)
-    assert raw[0] > raw[1]  # the request it was trained on is the surer one
+    assert shown[0]["ast"] == TRAINED_ROWS[0]["ast"] and all(0.0 < c <= 1.0 for c in raw) and raw[0] != raw[1]
+    # The two answers' confidences (a 2-row student is sure of both; which is surer is no property of it) and a
+    # threshold between them: the surer answer stays, the other is asked back with itself as the one option.
+    sure, unsure = (0, 1) if raw[0] > raw[1] else (1, 0)
     between = (raw[0] + raw[1]) / 2
     kept = run("--min-confidence", f"{between:.6f}")
-    assert [json.loads(line) for line in kept.stdout.splitlines()] == [TRAINED_ROWS[0]["ast"], None]
+    answers = [json.loads(line) for line in kept.stdout.splitlines()]
+    assert answers[sure] == shown[sure]["ast"]
+    assert answers[unsure] == {"type": "clarification", "question": "Is this what you mean?",
+                               "options": [{"label": "this query", "ast": shown[unsure]["ast"]}]}
+    assert dsl.validation_error(SCHEMA, answers[unsure]) is None
     assert "below --min-confidence" in kept.stderr and "raw (the checkpoint has no calibration.json)" in kept.stderr
     # With a calibration stored beside the weights (the sweep's), the confidence printed is the calibrated one.
     write_calibration(checkpoint, Calibration(raw=[math.log(between), 0.0], value=[0.2, 0.9], rows=40))
     calibrated = [json.loads(line)["confidence"] for line in run("--with-confidence").stdout.splitlines()]
-    assert calibrated == [0.9, 0.2]
+    assert calibrated[sure] == 0.9 and calibrated[unsure] == 0.2
     bad = subprocess.run(base + ["--min-confidence", "1.5"], check=False, capture_output=True, text=True,
                          timeout=300, cwd=REPO_ROOT)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "[0, 1]" in bad.stderr
+
+
+def usual_category_row(category: str) -> dict[str, Any]:
+    """The same words, a different context: only the Context line tells the answers apart."""
+    query, context = "products in my usual category", {"today": "2026-12-01", "defaults": {"category": category}}
+    ast = {"type": "query", "filter": {"field": "category", "op": "equals", "value": category}}
+    return {"query": query, "context": context, "ast": ast, "prompt": build_prompt(SCHEMA, query, "compact", context),
+            "completion": build_completion(ast)}
+
+
+def test_a_context_dependent_request_is_answered_with_the_contexts_value(tmp_path: Path) -> None:
+    rows = [usual_category_row("toy"), usual_category_row("book")]
+    path = make_tiny_student(tmp_path / "student")
+    losses = train_tiny(path, rows, steps=300)
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 / 10  # it learned
+    queries = [r["query"] for r in rows] + [rows[0]["query"]]
+    results = predict(path, SCHEMA, queries, max_new_tokens=64, device="cpu",
+                      contexts=[r["context"] for r in rows] + [{"defaults": {"category": "toy"}, "today": "2026-12-01"}])
+    assert [r["ast"] for r in results] == [rows[0]["ast"], rows[1]["ast"], rows[0]["ast"]]
+    assert results[1]["context"] == rows[1]["context"]
+
+
+def test_context_flag_reaches_the_prompt_and_bad_context_exits_2_in_one_line(tmp_path: Path, trained_student: str,
+                                                                              schema_file: str) -> None:
+    base = [sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--adapter", trained_student, "--schema",
+            schema_file, "--device", "cpu", "--max-new-tokens", "8", "--query", "q"]
+    for context, why in (("{today", "--context is not JSON"), ('["today"]', "the context must be a JSON object")):
+        done = subprocess.run(base + ["--context", context], check=False, capture_output=True, text=True, timeout=300,
+                              cwd=REPO_ROOT)
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and why in done.stderr
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text('{"query": "q", "context": 3}\n', encoding="utf-8")
+    done = subprocess.run(base[:-2] + ["--input", str(lines)], check=False, capture_output=True, text=True,
+                          timeout=300, cwd=REPO_ROOT)
+    assert done.returncode == 2 and "record 1: the context must be a JSON object" in done.stderr
+
+
+def test_ask_back_offers_a_low_confidence_query_when_the_schema_can_ask() -> None:
+    query = TRAINED_ROWS[0]["ast"]
+    assert ask_back(query, SCHEMA) == {"type": "clarification", "question": "Is this what you mean?",
+                                       "options": [{"label": "this query", "ast": query}]}
+    refusal = {"type": "refusal", "reason": "r", "suggestion": "s"}
+    assert ask_back(refusal, SCHEMA)["options"] == []  # nothing to offer: still a question
+    asked = {"type": "clarification", "question": "Which?", "options": []}
+    assert ask_back(asked, SCHEMA) is asked
+    plain = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+             "additionalProperties": False}  # a user's schema: no clarification answer
+    assert ask_back({"n": 3}, plain) is None
 
 
 def test_unconstrained_prediction_of_the_trained_student_also_finds_the_ast(trained_student: str) -> None:

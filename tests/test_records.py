@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ast_distill import records
-from ast_distill.records import KINDS, QUERY, REFUSAL, is_refusal, kind_of, normalize_query
+from ast_distill.records import (CLARIFICATION, KINDS, QUERY, REFUSAL, check_context, clarification_options,
+                                 is_clarification, is_refusal, kind_of, normalize_query, request_key)
 
 
 @pytest.mark.parametrize("value, refusal", [
@@ -28,7 +29,28 @@ def test_is_refusal_and_kind_of_agree_on_every_shape(value: object, refusal: boo
 
 
 def test_kinds_and_refusal_type_are_the_strings_rows_and_asts_use() -> None:
-    assert (QUERY, REFUSAL) == ("query", "refusal") and KINDS == (QUERY, REFUSAL)
+    assert (QUERY, REFUSAL, CLARIFICATION) == ("query", "refusal", "clarification")
+    assert KINDS == (QUERY, REFUSAL, CLARIFICATION)
+
+
+def test_a_clarification_is_its_own_kind_and_offers_its_option_asts() -> None:
+    asked = {"type": "clarification", "question": "Which room?",
+             "options": [{"label": "kitchen", "ast": {"type": "query", "limit": 1}}, {"label": "no ast"}]}
+    assert kind_of(asked) == CLARIFICATION and is_clarification(asked) and not is_refusal(asked)
+    assert clarification_options(asked) == [{"type": "query", "limit": 1}]  # an option without an ast is none
+    assert clarification_options({"type": "query"}) == [] and not is_clarification("clarification")
+
+
+def test_the_same_words_with_and_without_a_context_are_two_requests() -> None:
+    words = "Devices installed today!"
+    assert request_key(words) == request_key("devices installed TODAY") == normalize_query(words)
+    with_context = request_key(words, {"today": "2026-12-01"})
+    assert with_context != request_key(words) and with_context == request_key(words, {"today": "2026-12-01"})
+    assert request_key(words, {"b": 1, "a": 2}) == request_key(words, {"a": 2, "b": 1})  # key order is no change
+    assert request_key(words, {}) == request_key(words)  # an empty context is none
+    assert check_context(None, "x") is None and check_context({"today": "2026-12-01"}, "x") is None
+    assert check_context(["today"], "line 3") == ('line 3: the context must be a JSON object (e.g. '
+                                                  '{"today": "2026-12-01"}), got list')
 
 
 @pytest.mark.parametrize("a, b", [

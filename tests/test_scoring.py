@@ -26,9 +26,11 @@ from ast_distill.scoring import (
     teacher_accepted,
 )
 from ast_distill.teachers.base import TeacherError, Verdict
+from ast_distill.canonical import semantic_match
 
 SCHEMA = make_tiny_schema_record()["schema"]
 GOLD = {"type": "query", "filter": {"field": "price", "op": "above", "value": 10}}
+ASKED = {"type": "clarification", "question": "Which one?", "options": []}
 REFUSAL = {"type": "refusal", "reason": "not about products", "suggestion": "ask about prices"}
 HEAVY = ("torch", "transformers", "xgrammar", "ollama", "openai", "ast_distill.generation", "ast_distill.evaluation",
          "ast_distill.teachers.ollama_teacher", "ast_distill.teachers.openai_teacher")
@@ -99,8 +101,13 @@ def test_classify_failure_gives_one_cause_in_order() -> None:
     assert classify_failure(record(verdict=JUDGE_ERROR)) == "wrong meaning"  # no accept: not a pass
     # Valid but the teacher accepted: passes even without a semantic match; invalid never passes.
     assert row_passes(record(verdict={"accept": True})) and not row_passes(record(valid=False, verdict=True))
+    # The same two ways to get a clarification wrong: answering anyway, or asking back on an answerable request.
+    assert classify_failure(record(kind="clarification", valid=False)) == "missed clarification"
+    assert classify_failure(record(student_ast=ASKED)) == "wrongly asked"
+    assert classify_failure(record(kind="clarification", student_ast=ASKED, verdict=False)) == "wrong meaning"
     causes = {classify_failure(r) for r in (record(parsed=False), record(kind="refusal"), record(student_ast=REFUSAL),
-                                            record(valid=False), record(verdict=False))}
+                                            record(valid=False), record(verdict=False), record(kind="clarification"),
+                                            record(student_ast=ASKED))}
     assert causes == set(FAILURE_CAUSES)
 
 
@@ -117,8 +124,9 @@ def test_metrics_on_hand_made_records() -> None:
     assert m == {"n": 5, "parsed_rate": 0.8, "schema_valid_rate": 0.8, "exact_match_rate": 0.4,
                  "semantic_match_rate": 0.4, "teacher_accept_rate": 0.4, "semantic_pass_rate": 0.4,
                  "query_semantic_match_rate": 0.25, "refusal_share": 0.2,  # 1 of 4 queries right; 1 refusal row
-                 "refusal_precision": 0.5, "refusal_recall": 1.0, "truncated_rate": 0.2, "retried_rate": 0.2,
-                 "judge_error_rate": 0.2}
+                 "refusal_precision": 0.5, "refusal_recall": 1.0, "clarification_share": 0.0,
+                 "clarification_precision": None, "clarification_recall": None, "clarification_option_rate": None,
+                 "truncated_rate": 0.2, "retried_rate": 0.2, "judge_error_rate": 0.2}
     empty = metrics([])
     assert empty["n"] == 0 and all(empty[key] is None for key in RATE_KEYS)
 
@@ -171,3 +179,41 @@ def test_score_output_then_a_verdict_or_a_judge_error() -> None:
     assert (judged["teacher_verdict"], judged["teacher_canonical"], judged["teacher_reason"]) == \
         (JUDGE_ERROR, None, "timed out")
     assert teacher_accepted(judged) is None
+
+
+KITCHEN = {"type": "query", "filter": {"field": "room", "op": "is", "value": "kitchen"}}
+HALL = {"type": "query", "filter": {"field": "room", "op": "is", "value": "hall"}}
+
+
+def asking(*options: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "clarification", "question": "Which room?",
+            "options": [{"label": str(i), "ast": ast} for i, ast in enumerate(options)]}
+
+
+def test_clarification_precision_recall_and_gold_option_on_hand_made_records() -> None:
+    gold = asking(KITCHEN, HALL)
+    records = [
+        record(kind="clarification", gold_ast=gold, student_ast=asking(HALL, KITCHEN), semantic=True, verdict=True),
+        record(kind="clarification", gold_ast=gold, student_ast=asking(HALL)),  # asked, one gold option offered
+        record(kind="clarification", gold_ast=gold, student_ast=KITCHEN),  # guessed instead of asking
+        record(kind="clarification", gold_ast=asking(), student_ast=asking()),  # nothing to offer: not in the option rate
+        record(student_ast=asking(KITCHEN)),  # asked back on a request it could answer
+        record(semantic=True, verdict=True, context={"today": "2026-12-01"}),
+    ]
+    m = metrics(records)
+    assert (m["clarification_share"], m["clarification_precision"], m["clarification_recall"]) == (
+        round(4 / 6, 6), 0.75, 0.75)
+    assert m["clarification_option_rate"] == round(2 / 3, 6) and m["query_semantic_match_rate"] == 0.5
+    figures = summarize(records)["answer_kinds"]
+    assert figures["clarification_precision"] == {"rate": 0.75, "hits": 3, "n": 4, "two_se": round(2 * (0.75 * 0.25 / 4) ** 0.5, 6)}
+    assert figures["clarification_option"]["hits"] == 2 and figures["clarification_option"]["n"] == 3
+    assert figures["context_semantic_match"] == {"rate": 1.0, "hits": 1, "n": 1, "two_se": 0.0}
+    assert figures["refusal_precision"] == {"rate": None, "hits": 0, "n": 0, "two_se": None}
+    assert summarize(records)["by_kind"]["clarification"]["n"] == 4
+
+
+def test_a_clarification_means_the_set_of_its_options() -> None:
+    assert semantic_match(asking(KITCHEN, HALL), {**asking(HALL, KITCHEN, HALL), "question": "Où ?"})
+    assert not semantic_match(asking(KITCHEN, HALL), asking(KITCHEN))
+    assert not semantic_match(asking(KITCHEN), KITCHEN)
+    assert semantic_match(asking(), asking())  # two questions without options mean the same: ask back

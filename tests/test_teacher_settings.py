@@ -105,8 +105,10 @@ def test_llm_teachers_ask_for_the_configured_share_of_refusals(fake_ollama: Fake
     teacher = make_teacher(config, MODEL, retries=0, retry_wait_s=0.01, seed=0)
     assert teacher.describe()["refusal_fraction"] == 0.4
     pairs_requests(teacher, CANNED_SPEC, n=20, seed=1)
-    assert "exactly 20 pairs: 10 in English and 10 in French; 8 of them refusals." in \
-        fake_ollama.chat_requests[0].messages[-1]["content"]
+    asked = fake_ollama.chat_requests[0].messages[-1]["content"]
+    # 20 rows at the default shares: 6% clarifications (1), 8% needing a context (one pair of twins).
+    assert ("exactly 20 pairs: 10 in English and 10 in French; 8 of them refusals, 1 clarifications, 1 requests "
+            "that need a context, each written twice") in asked
     openai = make_teacher({**config, "teacher": {**config["teacher"], "backend": "openai"}}, MODEL, retries=0,
                           retry_wait_s=0.01, seed=0)
     assert openai.refusal_fraction == 0.4

@@ -3,7 +3,8 @@
 ``render_ast``: the AST as minified JSON with a fixed key order: what the student is trained to write and
 what ``exact_match`` compares. ``canonical``: the meaning of an AST (README, "Meaning, not spelling"):
 keys unordered; and/or children flattened, deduplicated and sorted; ``in``-style value lists, select and
-group_by as sets; sort order kept; 1 == 1.0; every refusal equal to every other. Given a ``schema`` that is not
+group_by as sets; sort order kept; 1 == 1.0; every refusal equal to every other; a clarification is the set of
+the options' meanings (its question and labels are wording). Given a ``schema`` that is not
 one of the project's DSLs (``range_ops`` None), the rules any schema supports instead (``generic_canonical``):
 objects unordered, 1 == 1.0 at any depth, arrays in order unless the schema marks them ``uniqueItems`` (sets),
 every refusal equal to every other.
@@ -15,13 +16,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from .dsl import validator_for
-from .records import REFUSAL, is_refusal
+from .records import CLARIFICATION, REFUSAL, clarification_options, is_clarification, is_refusal
 from .schema_checks import MAX_DEPTH, SchemaContext, resolved
 
 # The property order of data/base_schema_template.json: constrained decoding (xgrammar) emits properties
 # in schema order, so the completions the student learns must use the same order.
 KEY_ORDER = ("type", "filter", "select", "aggregate", "group_by", "sort", "limit", "and", "or", "not",
-             "function", "field", "op", "value", "order", "reason", "suggestion")
+             "function", "field", "op", "value", "order", "reason", "suggestion", "question", "options", "label",
+             "ast")
 _RANK = {key: i for i, key in enumerate(KEY_ORDER)}
 RANGE_OPERATORS = frozenset({"between"})  # used when no schema says which aliases take [low, high]
 
@@ -158,6 +160,9 @@ def canonical(ast: Any, range_ops: frozenset[str] | None = None, schema: dict[st
         return ast
     if is_refusal(ast):
         return {"type": REFUSAL}
+    if is_clarification(ast):
+        options = {_key(o): o for o in (canonical(a, range_ops, schema) for a in clarification_options(ast))}
+        return {"type": CLARIFICATION, "options": [options[k] for k in sorted(options)]}
     if schema is not None and range_ops is None:
         return generic_canonical(ast, schema, SchemaContext(validator_for(schema)))
     range_ops = RANGE_OPERATORS if range_ops is None else range_ops

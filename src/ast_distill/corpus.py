@@ -19,7 +19,7 @@ from .errors import UserError
 from .jsonl import meta_path, read_json, read_jsonl, stable_id, write_jsonl_atomic, write_pretty_copy
 from .prompting import SCHEMA_FORMATS, build_completion, build_prompt
 from .provenance import write_meta
-from .records import CORPUS_SPLITS, REFUSAL, SPLITS, normalize_query
+from .records import CLARIFICATION, CORPUS_SPLITS, REFUSAL, SPLITS, normalize_query
 from .settings import DatasetGenerationSettings, check_ranges
 
 
@@ -73,8 +73,9 @@ def corpus_record(row: dict[str, Any], schema_row: dict[str, Any], split: str, s
                   schema_format: str) -> dict[str, Any]:
     return {"id": row["id"], "schema_id": row["schema_id"], "domain": schema_row.get("domain"), "split": split,
             "schema_seen": seen, "language": row.get("language"), "kind": row.get("kind"),
-            "prompt": build_prompt(schema_row["schema"], row["query"], schema_format),
-            "completion": build_completion(row["ast"]), "ast": row["ast"], "query": row["query"]}
+            "prompt": build_prompt(schema_row["schema"], row["query"], schema_format, row.get("context")),
+            "completion": build_completion(row["ast"]), "ast": row["ast"], "query": row["query"],
+            **({"context": row["context"]} if row.get("context") else {})}
 
 
 def corpus_schema_format(corpus: str | Path) -> str | None:
@@ -90,7 +91,7 @@ def corpus_schema_format(corpus: str | Path) -> str | None:
 
 
 def _table(records: list[dict[str, Any]]) -> list[str]:
-    lines = [f"  {'split':<14}{'rows':>7}{'en':>7}{'fr':>7}{'refusal':>9}{'schemas':>9}{'domains':>9}"]
+    lines = [f"  {'split':<14}{'rows':>7}{'en':>7}{'fr':>7}{'refusal':>9}{'clarify':>9}{'schemas':>9}{'domains':>9}"]
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         name = r["split"] if r["split"] != "test" else ("test (seen)" if r["schema_seen"] else "test (unseen)")
@@ -99,7 +100,8 @@ def _table(records: list[dict[str, Any]]) -> list[str]:
         group = groups.get(name, [])
         langs = Counter(r["language"] for r in group)
         lines.append(f"  {name:<14}{len(group):>7}{langs.get('en', 0):>7}{langs.get('fr', 0):>7}"
-                     f"{sum(r['kind'] == REFUSAL for r in group):>9}{len({r['schema_id'] for r in group}):>9}"
+                     f"{sum(r['kind'] == REFUSAL for r in group):>9}{sum(r['kind'] == CLARIFICATION for r in group):>9}"
+                     f"{len({r['schema_id'] for r in group}):>9}"
                      f"{len({r['domain'] for r in group}):>9}")
     return lines
 

@@ -27,7 +27,7 @@ from .errors import UserError
 from .fingerprint import json_digest
 from .jsonl import JsonlAppender, read_jsonl, stable_id, write_jsonl_atomic
 from .provenance import write_meta
-from .records import LANGUAGES, REFUSAL, kind_of, normalize_query
+from .records import CLARIFICATION, LANGUAGES, REFUSAL, check_context, context_text, kind_of, request_key
 from .settings import DatasetGenerationSettings, check_ranges
 from .teachers.base import GeneratedPair, Teacher, TeacherError, map_bounded
 
@@ -243,8 +243,11 @@ def build_schemas(*, specs_path: str | Path, template_path: str | Path, catalog_
 # Stage 3: (query, AST) rows
 # --------------------------------------------------------------------------------------------------------
 
-def row_id(schema_id: str, language: str, query: str) -> str:
-    return stable_id(schema_id, language, query)
+def row_id(schema_id: str, language: str, query: str, context: Any = None) -> str:
+    """A row's id: its schema, language and words, and its context when it has one (the same words with and
+    without a context are two rows)."""
+    text = context_text(context)
+    return stable_id(schema_id, language, query, text) if text else stable_id(schema_id, language, query)
 
 
 def _clean_text(pair: GeneratedPair) -> tuple[str, str]:
@@ -261,9 +264,13 @@ def pair_to_row(pair: GeneratedPair, schema_row: dict[str, Any], teacher: str) -
         error = "empty query"
     elif language not in LANGUAGES:
         error = f"language {pair.language!r} is not one of {LANGUAGES}"
-    return {"id": row_id(schema_row["id"], language, query), "schema_id": schema_row["id"],
-            "domain": schema_row.get("domain"), "language": language, "query": query, "ast": ast, "kind": kind_of(ast),
-            "is_valid": error is None, "validation_error": error, "teacher": teacher}
+    elif check_context(pair.context, "context") is not None:
+        error = check_context(pair.context, "context")
+    context = pair.context if isinstance(pair.context, dict) and pair.context else None
+    row = {"id": row_id(schema_row["id"], language, query, context), "schema_id": schema_row["id"],
+           "domain": schema_row.get("domain"), "language": language, "query": query, "ast": ast, "kind": kind_of(ast),
+           "is_valid": error is None, "validation_error": error, "teacher": teacher}
+    return {**row, "context": context} if context else row
 
 
 def _check_schema_rows(rows: list[dict[str, Any]], path: str | Path) -> None:
@@ -306,7 +313,7 @@ class _DatasetWriter:
 async def _rows_for_schema(teacher: Teacher, schema_row: dict[str, Any], spec: dict[str, Any], target: int,
                            seed: int, existing: dict[str, dict[str, str]]) -> tuple[list[dict[str, Any]], int, int]:
     """(new rows, duplicates dropped, pairs generated) for one schema, given the rows already written
-    (id -> normalized query)."""
+    (id -> records.request_key)."""
     have = existing.get(schema_row["id"], {})
     have_queries = set(have.values())
     missing = target - len(have)
@@ -320,12 +327,13 @@ async def _rows_for_schema(teacher: Teacher, schema_row: dict[str, Any], spec: d
     rows, queries, duplicates = [], set(), 0
     for pair in pairs:
         query, language = _clean_text(pair)
-        key = normalize_query(query)
+        context = pair.context if isinstance(pair.context, dict) else None
+        key = request_key(query, context)
         if key in queries:
             duplicates += 1
             continue
         queries.add(key)
-        if row_id(schema_row["id"], language, query) in have:
+        if row_id(schema_row["id"], language, query, context) in have:
             continue  # written by an earlier run (a deterministic teacher regenerates it): nothing to do
         if key in have_queries:
             duplicates += 1  # an LLM repeating a request an earlier run already wrote
@@ -340,12 +348,14 @@ def dataset_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts over a whole d_03 file (what a resumed run ends with, not only this run's share)."""
     per_schema: dict[str, set[str]] = {}
     for row in rows:
-        per_schema.setdefault(row.get("schema_id"), set()).add(normalize_query(str(row.get("query", ""))))
+        per_schema.setdefault(row.get("schema_id"), set()).add(request_key(str(row.get("query", "")), row.get("context")))
     distinct = sum(len(q) for q in per_schema.values())
     languages = Counter(row.get("language") for row in rows)
     return {"rows": len(rows), "valid": sum(1 for r in rows if r.get("is_valid")),
             "invalid": sum(1 for r in rows if not r.get("is_valid")),
             "refusals": sum(1 for r in rows if r.get("kind") == REFUSAL),
+            "clarifications": sum(1 for r in rows if r.get("kind") == CLARIFICATION),
+            "with_context": sum(1 for r in rows if r.get("context")),
             "en": languages.get("en", 0), "fr": languages.get("fr", 0), "schemas": len(per_schema),
             "distinct_query_ratio": round(distinct / len(rows), 4) if rows else 0.0}
 
@@ -383,7 +393,8 @@ def generate_dataset(*, teacher: Teacher, schemas_path: str | Path, specs_path: 
               f"with other settings or schemas); they are moved to {aside}", file=sys.stderr)
     existing: dict[str, dict[str, str]] = {}
     for row in previous:
-        existing.setdefault(row.get("schema_id"), {})[row.get("id")] = normalize_query(str(row.get("query", "")))
+        existing.setdefault(row.get("schema_id"), {})[row.get("id")] = request_key(str(row.get("query", "")),
+                                                                                   row.get("context"))
     total = sum(map(wanted, schemas))
     bar = tqdm(total=total, initial=min(len(previous), total),
                unit="row", desc="dataset", disable=None)

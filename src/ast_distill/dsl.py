@@ -309,6 +309,8 @@ REFUSAL_SCHEMA: dict[str, Any] = {
     "required": ["type", "reason", "suggestion"], "additionalProperties": False,
 }
 SAMPLE_REFUSAL = {"type": "refusal", "reason": "not expressible", "suggestion": "ask otherwise"}
+# A clarification without options: valid for a schema exactly when it has the template's Clarification answer.
+SAMPLE_CLARIFICATION = {"type": "clarification", "question": "which one?", "options": []}
 EMBEDDED_ROOT = "DslRoot"  # where a wrapped schema's own root goes when it refers to itself ("$ref": "#")
 
 

@@ -35,6 +35,7 @@ from .errors import UserError
 from .fingerprint import checkpoint_fingerprint, json_digest
 from .hardware import machine_record
 from .jsonl import JsonlAppender, read_json, read_jsonl, write_json_atomic
+from .prompting import render_request
 from .provenance import provenance
 from .settings import EvaluationSettings
 from .scoring import apply_judge_error, apply_verdict, parse_output, rate, score_output, summarize
@@ -154,7 +155,9 @@ async def judge_records(teacher: Teacher | None, records: Sequence[dict[str, Any
 
     async def one(record: dict[str, Any]) -> None:
         try:
-            verdict = await teacher.judge(schemas[record["schema_id"]], record.get("query") or "",
+            # The judge reads the request as the student did: with its context line when it has one.
+            request = render_request(record.get("query") or "", record.get("context"))
+            verdict = await teacher.judge(schemas[record["schema_id"]], request,
                                           record["gold_ast"], record["student_ast"], record["student_raw"])
         except TeacherError as exc:
             apply_judge_error(record, exc)
@@ -215,7 +218,7 @@ def baseline_of(adapter: str) -> str:
 
 # What a result record holds: raise it when records gain a field, so that older results are made again rather than
 # resumed without it (2: answer_logprob, the student's log-probability of its answer).
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 
 def made_from(settings: EvalSettings, model_path: str, rows: Sequence[Mapping[str, Any]],

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .canonical import canonical
-from .records import is_refusal
+from .records import QUERY, kind_of
 from .scoring import classify_failure
 
 # The parts of an AST a wrong answer can differ in, in the order reports list them.
@@ -80,9 +80,10 @@ def failure_detail(record: Mapping[str, Any]) -> dict[str, Any] | None:
     if record.get("truncated") and not record.get("parsed"):
         cause = TRUNCATED
     gold, student = record.get("gold_ast"), record.get("student_ast")
-    parts = (differing_parts(gold, student) if cause == "wrong meaning" and isinstance(gold, dict)
-             and isinstance(student, dict) and not is_refusal(gold) else [])
-    leaves = conditions(canonical(gold).get("filter")) if isinstance(gold, dict) and not is_refusal(gold) else []
+    is_query = isinstance(gold, dict) and kind_of(gold) == QUERY
+    parts = (differing_parts(gold, student) if cause == "wrong meaning" and is_query and isinstance(student, dict)
+             else [])
+    leaves = conditions(canonical(gold).get("filter")) if is_query else []
     return {"cause": cause, "parts": parts, "fields": sorted({str(leaf["field"]) for leaf in leaves}),
             "operators": sorted({str(leaf["op"]) for leaf in leaves})}
 

@@ -16,6 +16,7 @@ from .calibration import Calibration, confidence_of, load_calibration
 from .errors import UserError
 from .jsonl import read_json
 from .prompting import build_prompt
+from .records import CLARIFICATION, QUERY, is_clarification, kind_of
 from .runs import resolve_checkpoint
 from .scoring import parse_output
 
@@ -71,11 +72,33 @@ def exported_schema_format(gguf: str) -> str | None:
     return str(found) if found else None
 
 
+LOW_CONFIDENCE_QUESTION = "Is this what you mean?"
+
+
+def ask_back(ast: Any, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """What to answer instead of an answer below --min-confidence: a clarification that offers the answer as its one
+    option (none when the answer is not a query) when the schema has the Clarification answer, else None (no
+    answer). A clarification stays as it is."""
+    if is_clarification(ast):
+        return ast
+    if not dsl.validator_for(schema).is_valid(dsl.SAMPLE_CLARIFICATION):
+        return None
+    asked = {"type": CLARIFICATION, "question": LOW_CONFIDENCE_QUESTION, "options": []}
+    if isinstance(ast, dict) and kind_of(ast) == QUERY:
+        candidate = {**asked, "options": [{"label": "this query", "ast": ast}]}
+        if dsl.validator_for(schema).is_valid(candidate):
+            return candidate
+    return asked
+
+
 def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: Sequence[str], *,
                  schema_format: str, constrained: bool = True, max_new_tokens: int = 256,
-                 batch_size: int = 8, calibration: Calibration | None = None) -> list[dict[str, Any]]:
+                 batch_size: int = 8, calibration: Calibration | None = None,
+                 contexts: Sequence[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
     """predict() with a student already loaded (for callers that answer many requests)."""
-    texts = [student.prompt_text(generator.tokenizer, build_prompt(schema, q, schema_format)) for q in queries]
+    contexts = list(contexts) if contexts is not None else [None] * len(queries)
+    texts = [student.prompt_text(generator.tokenizer, build_prompt(schema, q, schema_format, c))
+             for q, c in zip(queries, contexts)]
     results: list[dict[str, Any]] = [{} for _ in queries]
     answers = dsl.with_refusal(schema)  # a refusal is always a valid answer, whatever the schema's shape
     batches = generator.generate_all(texts, [answers if constrained else None] * len(texts), batch_size=batch_size,
@@ -83,7 +106,7 @@ def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: S
     for batch in batches:
         for i, gen in batch:
             parsed, ast = parse_output(gen.text)
-            results[i] = {"query": queries[i], "ast": ast, "raw": gen.text, "parsed": parsed,
+            results[i] = {"query": queries[i], "context": contexts[i], "ast": ast, "raw": gen.text, "parsed": parsed,
                           "schema_valid": parsed and dsl.validation_error(answers, ast) is None,
                           "truncated": gen.truncated,
                           "confidence": confidence_of(gen.answer_logprob, calibration),
@@ -93,9 +116,11 @@ def predict_with(generator: StudentGenerator, schema: dict[str, Any], queries: S
 
 def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constrained: bool = True,
             max_new_tokens: int = 256, schema_format: str | None = None, device: str | None = None,
-            batch_size: int = 8, backend: str = "transformers") -> list[dict[str, Any]]:
-    """One result per query: {query, ast (None unless parsed), raw, parsed, schema_valid, truncated, confidence,
-    calibrated}: confidence is the student's probability of its answer, calibrated when the checkpoint has a
+            batch_size: int = 8, backend: str = "transformers",
+            contexts: Sequence[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+    """One result per query: {query, context, ast (None unless parsed), raw, parsed, schema_valid, truncated,
+    confidence, calibrated}: contexts, one per query (None for none), go into the prompt (prompting.render_request);
+    confidence is the student's probability of its answer, calibrated when the checkpoint has a
     calibration.json (calibration.py), None with llama.cpp (which reports no token probabilities here).
 
     adapter: a checkpoint dir (LoRA adapter or full scratch model) or a run dir (its selected checkpoint:
@@ -112,4 +137,5 @@ def predict(adapter: str, schema: dict[str, Any], queries: list[str], *, constra
     fmt = schema_format or trained_schema_format(adapter)
     calibration = None if backend == "llamacpp" else load_calibration(adapter)
     return predict_with(generator, schema, queries, schema_format=fmt, constrained=constrained,
-                        max_new_tokens=max_new_tokens, batch_size=batch_size, calibration=calibration)
+                        max_new_tokens=max_new_tokens, batch_size=batch_size, calibration=calibration,
+                        contexts=contexts)

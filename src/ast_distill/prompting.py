@@ -15,6 +15,7 @@ from typing import Any
 from .canonical import render_ast
 from .dsl import schema_fields
 from .errors import UserError
+from .records import context_text
 from .schema_outline import render_outline
 from .settings import SchemaFormat
 
@@ -23,10 +24,14 @@ SCHEMA_FORMATS: tuple[str, ...] = typing.get_args(SchemaFormat)
 SYSTEM_TEXT = (
     "Translate the request into one JSON object valid for the schema. Write only the JSON. "
     "If the schema cannot express the request, write "
-    '{"type":"refusal","reason":"...","suggestion":"..."}.'
+    '{"type":"refusal","reason":"...","suggestion":"..."}. '
+    "If it is ambiguous or misses a value it needs, write "
+    '{"type":"clarification","question":"...","options":[...]} when the schema has it. '
+    "Take today, usual and such from the Context line."
 )
 
 REQUEST_PREFIX = "Request: "
+CONTEXT_PREFIX = "Context: "
 
 Messages = list[dict[str, str]]
 
@@ -75,15 +80,23 @@ def render_schema(schema: dict[str, Any], schema_format: str) -> str:
     return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
 
 
-def build_prompt(schema: dict[str, Any], query: str, schema_format: str = "compact") -> Messages:
-    """Chat messages for one request: instructions, the schema, the query."""
-    user = f"Schema:\n{render_schema(schema, schema_format)}\n\n{REQUEST_PREFIX}{query.strip()}"
+def render_request(query: str, context: dict[str, Any] | None = None) -> str:
+    """The request as the student reads it: its context (records.context_text) on a line of its own when there is
+    one, then the words."""
+    text = context_text(context)
+    return (f"{CONTEXT_PREFIX}{text}\n" if text else "") + f"{REQUEST_PREFIX}{query.strip()}"
+
+
+def build_prompt(schema: dict[str, Any], query: str, schema_format: str = "compact",
+                 context: dict[str, Any] | None = None) -> Messages:
+    """Chat messages for one request: instructions, the schema, the request's context (if any), the query."""
+    user = f"Schema:\n{render_schema(schema, schema_format)}\n\n{render_request(query, context)}"
     return [{"role": "system", "content": SYSTEM_TEXT}, {"role": "user", "content": user}]
 
 
-def build_follow_up(query: str) -> dict[str, str]:
+def build_follow_up(query: str, context: dict[str, Any] | None = None) -> dict[str, str]:
     """A later user turn of a conversation about the same schema: the request alone (training.requests_per_sequence)."""
-    return {"role": "user", "content": f"{REQUEST_PREFIX}{query.strip()}"}
+    return {"role": "user", "content": render_request(query, context)}
 
 
 def build_completion(ast: Any) -> Messages:

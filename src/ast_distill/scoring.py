@@ -8,12 +8,14 @@ row passes and why not (``row_passes``, ``classify_failure``), and the rates of 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import dsl
-from .canonical import canonical, exact_match, semantic_match
-from .records import LANGUAGES, REFUSAL, is_refusal, kind_of
+from .canonical import canonical, canonical_text, exact_match, semantic_match
+from .records import (CLARIFICATION, KINDS, LANGUAGES, QUERY, REFUSAL, clarification_options, is_clarification,
+                      is_refusal, kind_of)
 
 if TYPE_CHECKING:
     from .teachers.base import TeacherError, Verdict
@@ -24,9 +26,12 @@ CORRECTNESS_RATES: tuple[str, ...] = ("parsed_rate", "schema_valid_rate", "exact
 # Every rate metrics() computes, in its order (after "n").
 # query_semantic_match_rate and refusal_share keep the headline honest: every refusal means the same as every
 # other, so a student that always refuses scores refusal_share in semantic match while knowing nothing.
+# Clarifications: precision and recall of asking back, and how often a clarification the student asks on a row that
+# should be asked offers one of the gold's options (clarification_option_rate, over gold clarifications with options).
 RATE_KEYS: tuple[str, ...] = CORRECTNESS_RATES + ("query_semantic_match_rate", "refusal_share", "refusal_precision",
-                                                  "refusal_recall", "truncated_rate", "retried_rate",
-                                                  "judge_error_rate")
+                                                  "refusal_recall", "clarification_share", "clarification_precision",
+                                                  "clarification_recall", "clarification_option_rate",
+                                                  "truncated_rate", "retried_rate", "judge_error_rate")
 # The headline figures of a summary, name -> (group path, metric): what the gate checks and the trend tracks.
 HEADLINE_FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
     "semantic_pass_seen": (("by_schema", "seen"), "semantic_pass_rate"),
@@ -41,7 +46,7 @@ HEADLINE_FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
 JUDGE_ERROR = "error"
 # Why a row failed, one cause per row (classify_failure checks them in its own order).
 FAILURE_CAUSES: tuple[str, ...] = ("not parsed", "schema invalid", "wrong meaning", "wrongly refused",
-                                   "missed refusal")
+                                   "missed refusal", "wrongly asked", "missed clarification")
 
 
 class GeneratedText(Protocol):
@@ -78,7 +83,7 @@ def score_output(row: Mapping[str, Any], schema: dict[str, Any], generation: Gen
     return {
         "id": row["id"], "schema_id": row["schema_id"], "split": row.get("split"),
         "schema_seen": row.get("schema_seen"), "language": row.get("language"),
-        "kind": row.get("kind") or kind_of(gold), "query": row.get("query"),
+        "kind": row.get("kind") or kind_of(gold), "query": row.get("query"), "context": row.get("context"),
         "prompt_text": prompt_text, "student_raw": generation.text, "student_ast": ast,
         "parsed": parsed, "schema_valid": parsed and error is None, "validation_error": error,
         "exact_match": parsed and exact_match(ast, gold), "semantic_match": same_meaning,
@@ -134,6 +139,12 @@ def classify_failure(record: Mapping[str, Any]) -> str | None:
         return "missed refusal"
     if student_refusal and not gold_refusal:
         return "wrongly refused"
+    gold_asks = record.get("kind") == CLARIFICATION
+    student_asks = is_clarification(record.get("student_ast"))
+    if gold_asks and not student_asks:
+        return "missed clarification"
+    if student_asks and not gold_asks:
+        return "wrongly asked"
     if not record.get("schema_valid"):
         return "schema invalid"
     return "wrong meaning"
@@ -157,7 +168,12 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     gold_refusals = count(lambda r: r.get("kind") == REFUSAL)
     said_refusal = count(lambda r: is_refusal(r.get("student_ast")))
     both = count(lambda r: r.get("kind") == REFUSAL and is_refusal(r.get("student_ast")))
-    queries_right = count(lambda r: r.get("kind") != REFUSAL and r["semantic_match"])
+    gold_queries = count(lambda r: r.get("kind", QUERY) == QUERY)
+    queries_right = count(lambda r: r.get("kind", QUERY) == QUERY and r["semantic_match"])
+    gold_asks = count(lambda r: r.get("kind") == CLARIFICATION)
+    asked = count(lambda r: is_clarification(r.get("student_ast")))
+    both_asked = count(lambda r: r.get("kind") == CLARIFICATION and is_clarification(r.get("student_ast")))
+    with_options = [r for r in records if r.get("kind") == CLARIFICATION and clarification_options(r.get("gold_ast"))]
     return {
         "n": n,
         "parsed_rate": rate(count(lambda r: r["parsed"]), n),
@@ -166,10 +182,14 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "semantic_match_rate": rate(count(lambda r: r["semantic_match"]), n),
         "teacher_accept_rate": rate(count(lambda r: r.get("teacher_verdict") is True), n),
         "semantic_pass_rate": rate(count(lambda r: r["schema_valid"] and r.get("teacher_verdict") is True), n),
-        "query_semantic_match_rate": rate(queries_right, n - gold_refusals),
+        "query_semantic_match_rate": rate(queries_right, gold_queries),
         "refusal_share": rate(gold_refusals, n),
         "refusal_precision": rate(both, said_refusal),
         "refusal_recall": rate(both, gold_refusals),
+        "clarification_share": rate(gold_asks, n),
+        "clarification_precision": rate(both_asked, asked),
+        "clarification_recall": rate(both_asked, gold_asks),
+        "clarification_option_rate": rate(sum(1 for r in with_options if offers_gold_option(r)), len(with_options)),
         "truncated_rate": rate(count(lambda r: r.get("truncated")), n),
         "retried_rate": rate(count(lambda r: r.get("retried")), n),
         "judge_error_rate": rate(count(lambda r: r.get("teacher_verdict") == JUDGE_ERROR), n),
@@ -188,12 +208,53 @@ def headline_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def offers_gold_option(record: Mapping[str, Any]) -> bool:
+    """The student asked back and offered at least one of the gold clarification's options (by meaning)."""
+    student = record.get("student_ast")
+    if not is_clarification(student):
+        return False
+    gold = {canonical_text(o) for o in clarification_options(record.get("gold_ast"))}
+    return any(canonical_text(o) in gold for o in clarification_options(student))
+
+
+def with_error(hits: int, total: int) -> dict[str, Any]:
+    """A rate with its sample size and two standard errors (binomial, sqrt(p(1-p)/n)); rate None when total is 0."""
+    p = hits / total if total else None
+    return {"rate": rate(hits, total), "hits": hits, "n": total,
+            "two_se": None if p is None else round(2 * math.sqrt(p * (1 - p) / total), 6)}
+
+
+def answer_kind_figures(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """How the student tells the answer kinds apart, each rate with its n and two standard errors: queries right
+    (semantic match, gold queries), refusal and clarification precision and recall, the gold option offered, and
+    the rows whose request came with a context answered right."""
+    def kind(r: Mapping[str, Any]) -> str:
+        return str(r.get("kind", QUERY))
+
+    queries = [r for r in records if kind(r) == QUERY]
+    figures = {"query_semantic_match": with_error(sum(bool(r["semantic_match"]) for r in queries), len(queries))}
+    for name, said in ((REFUSAL, is_refusal), (CLARIFICATION, is_clarification)):
+        answered = [r for r in records if said(r.get("student_ast"))]
+        gold = [r for r in records if kind(r) == name]
+        figures[f"{name}_precision"] = with_error(sum(kind(r) == name for r in answered), len(answered))
+        figures[f"{name}_recall"] = with_error(sum(bool(said(r.get("student_ast"))) for r in gold), len(gold))
+    with_options = [r for r in records if kind(r) == CLARIFICATION and clarification_options(r.get("gold_ast"))]
+    figures["clarification_option"] = with_error(sum(offers_gold_option(r) for r in with_options), len(with_options))
+    in_context = [r for r in records if r.get("context")]
+    figures["context_semantic_match"] = with_error(sum(bool(r["semantic_match"]) for r in in_context), len(in_context))
+    return figures
+
+
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """overall, by_schema {seen, unseen}, by_language {en, fr} (other languages get their own key)."""
+    """overall, by_schema {seen, unseen}, by_language {en, fr} (other languages get their own key), by_kind (the
+    gold answer's kind: query, refusal, clarification) and with_context (rows whose request came with a context)."""
     languages = sorted({str(r.get("language")) for r in records if r.get("language")} | set(LANGUAGES))
     return {
         "overall": metrics(records),
         "by_schema": {"seen": metrics([r for r in records if r.get("schema_seen") is not False]),
                       "unseen": metrics([r for r in records if r.get("schema_seen") is False])},
         "by_language": {lang: metrics([r for r in records if r.get("language") == lang]) for lang in languages},
+        "by_kind": {kind: metrics([r for r in records if r.get("kind", QUERY) == kind]) for kind in KINDS},
+        "with_context": metrics([r for r in records if r.get("context")]),
+        "answer_kinds": answer_kind_figures(records),
     }

@@ -28,12 +28,13 @@ from ..failures import CLAUSES, conditions, failure_detail
 from ..fingerprint import file_digest
 from ..jsonl import meta_path, read_json, read_jsonl, stable_id, write_jsonl_atomic
 from ..provenance import write_meta
-from ..records import REFUSAL, TRAINED_SPLITS, is_refusal, normalize_query
+from ..records import REFUSAL, TRAINED_SPLITS, is_clarification, is_refusal, request_key
 from ..settings import BoostSettings, check_ranges
 from ..teachers import Teacher, TeacherError, map_bounded
 
 SOURCE = "boost"  # the "source" of a boost row in the boost corpus
 REFUSAL_TARGET = "refusal"
+CLARIFICATION_TARGET = "clarification"
 FOCUS_SHOWN = 8  # failure targets named in an LLM teacher's prompt, most frequent first
 PROJECT_KEYS = frozenset({"filter", "select", "aggregate", "group_by", "sort", "limit"})  # the DSL's Query keys
 WORD_CHARS = 24  # a string value this short and word-like is a target of its own (an enum value)
@@ -45,6 +46,8 @@ def ast_targets(ast: Any) -> set[str]:
     group_by, sort, limit), in canonical form; for any other schema's AST (generic_targets) its leaf paths."""
     if is_refusal(ast):
         return {REFUSAL_TARGET}
+    if is_clarification(ast):
+        return {CLARIFICATION_TARGET}
     if not isinstance(ast, dict):
         return set()
     if ast.get("type") != "query" and not PROJECT_KEYS & ast.keys():  # a user's schema of another shape
@@ -77,6 +80,7 @@ def failure_targets(records: Sequence[Mapping[str, Any]]) -> dict[str, Counter[s
         if detail is None:
             continue
         wanted = ({REFUSAL_TARGET} if detail["cause"] == "missed refusal"
+                  else {CLARIFICATION_TARGET} if detail["cause"] == "missed clarification"
                   else ast_targets(record.get("gold_ast")))
         by_schema.setdefault(str(record.get("schema_id")), Counter()).update(wanted | {"failed"})
     return by_schema
@@ -89,6 +93,8 @@ def describe_focus(targets: Counter[str]) -> str:
     for name, n in named:
         if name == REFUSAL_TARGET:
             parts.append(f"requests this schema cannot express, answered with a refusal ({n})")
+        elif name == CLARIFICATION_TARGET:
+            parts.append(f"ambiguous or incomplete requests, answered with a clarification ({n})")
         else:
             kind, _, value = name.partition(":")
             path, _, word = value.partition("=")
@@ -128,7 +134,7 @@ async def rows_for_schema(teacher: Teacher, schema_row: dict[str, Any], spec: Ma
     seen: set[str] = set()
     for order, pair in enumerate(pairs):
         row = pair_to_row(pair, schema_row, label)
-        key = normalize_query(row["query"])
+        key = request_key(row["query"], row.get("context"))
         if not row["is_valid"]:
             dropped["invalid"] += 1
         elif key in taken or key in seen:
@@ -184,8 +190,8 @@ def build_boost_rows(*, teacher: Teacher, pref_results: str | Path, corpus: str 
     wanted = rows_wanted(targets, int(cfg["rows_per_failure"]), cfg["max_rows"])
     schema_rows = {str(r["id"]): r for r in read_jsonl(schemas)}
     spec_rows = {r.get("id"): r for r in read_jsonl(specs, missing_ok=True)}
-    taken = {normalize_query(str(r.get("query", ""))) for r in read_jsonl(dataset, missing_ok=True)}
-    taken |= {normalize_query(str(r.get("query", ""))) for r in corpus_rows}
+    taken = {request_key(str(r.get("query", "")), r.get("context")) for r in read_jsonl(dataset, missing_ok=True)}
+    taken |= {request_key(str(r.get("query", "")), r.get("context")) for r in corpus_rows}
     jobs = [s for s in sorted(wanted) if wanted[s] > 0 and s in schema_rows]
 
     async def one(schema_id: str) -> tuple[list[dict[str, Any]], Counter[str]]:

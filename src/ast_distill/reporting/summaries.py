@@ -14,7 +14,9 @@ METRIC_LABELS: dict[str, str] = {
     "semantic_match_rate": "semantic match", "teacher_accept_rate": "teacher accept",
     "semantic_pass_rate": "semantic pass", "query_semantic_match_rate": "semantic match, queries only",
     "refusal_share": "refusal share (always refusing scores this)", "refusal_precision": "refusal precision",
-    "refusal_recall": "refusal recall", "truncated_rate": "truncated (after the retry)",
+    "refusal_recall": "refusal recall", "clarification_share": "clarification share",
+    "clarification_precision": "clarification precision", "clarification_recall": "clarification recall",
+    "clarification_option_rate": "clarification offers a gold option", "truncated_rate": "truncated (after the retry)",
     "retried_rate": "retried with a bigger budget", "judge_error_rate": "judge errors",
 }
 # Where each slice of rows lives in evaluation_summary.json.

@@ -78,6 +78,31 @@ def _training_section(lines: list[str], logs: TrainingLogs | None, plots: Mappin
                          for s in last.get("samples") or [] if isinstance(s, dict)])
 
 
+ANSWER_KIND_ROWS = (("query_semantic_match", "queries: semantic match"),
+                    ("refusal_precision", "refusal precision"), ("refusal_recall", "refusal recall"),
+                    ("clarification_precision", "clarification precision"),
+                    ("clarification_recall", "clarification recall"),
+                    ("clarification_option", "clarification offers a gold option"),
+                    ("context_semantic_match", "requests with a context: semantic match"))
+
+
+def _answer_kinds_section(lines: list[str], figures: Any) -> None:
+    """Each answer kind's figures with their n and two standard errors (scoring.answer_kind_figures)."""
+    if not isinstance(figures, Mapping):
+        return
+    lines += ["### Answer kinds", ""]
+    rows = []
+    for key, label in ANSWER_KIND_ROWS:
+        figure = figures.get(key) if isinstance(figures.get(key), Mapping) else {}
+        two_se = as_number(figure.get("two_se"))
+        rows.append([label, fmt_rate(figure.get("rate")), "n/a" if two_se is None else f"± {two_se:.3f}",
+                     f"{figure.get('hits', 0)}/{figure.get('n', 0)}"])
+    lines += table(["figure", "rate", "2 SE", "rows"], rows)
+    lines += ["Precision is over the outputs of that kind, recall over the rows whose gold is of that kind; "
+              "\"offers a gold option\" is over gold clarifications that have options. 2 SE: two binomial standard "
+              "errors, sqrt(p(1-p)/n); two runs whose rates differ by less are not told apart by this test set.", ""]
+
+
 def _evaluation_section(lines: list[str], summary: Summary | None, results: list[dict[str, Any]] | None,
                         plots: Mapping[str, Path | None]) -> None:
     lines += ["## Evaluation", ""]
@@ -94,6 +119,7 @@ def _evaluation_section(lines: list[str], summary: Summary | None, results: list
               f"{fmt_rate(overall.get('refusal_recall'))} over all rows. Low precision: the student refuses "
               f"requests it could answer; low recall: it invents an answer where the schema has no way to "
               f"express the request. n/a means no row of that kind was seen.", ""]
+    _answer_kinds_section(lines, summary.get("answer_kinds"))
     _confidence_section(lines, summary.get("confidence"), plots)
     lines += ["### Speed", ""]
     speed = summary.get("speed") if isinstance(summary.get("speed"), dict) else {}

@@ -142,6 +142,14 @@ class DatasetGenerationSettings:
     refusal_fraction: float = setting(
         0.15, "share of requests the schema cannot express (the answer is a refusal); every teacher, LLM ones "
         "included, is asked for this share", group="sizes", limits=Range(at_least=0, below=1))
+    clarification_fraction: float = setting(
+        0.06, "share of requests that are ambiguous or miss a value they need (a value left out, several fields "
+        "that fit, a vague wish): the answer is a clarification, a question and the queries it could mean",
+        group="sizes", limits=Range(at_least=0, below=1))
+    context_fraction: float = setting(
+        0.08, "share of requests that need their context (today's date, the user's usual values): half come with "
+        "the context and are answered from it, half are the same words without it and get a clarification",
+        group="sizes", limits=Range(at_least=0, below=1))
     teacher_retries: int = setting(
         3, "tries after the first when a teacher call fails or its reply does not parse or validate (-1 = forever)",
         group="teacher")

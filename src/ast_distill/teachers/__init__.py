@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..settings import TeacherBackend
-from .base import GeneratedPair, Teacher, TeacherError, Verdict, map_bounded
+from .base import GeneratedPair, KindShares, Teacher, TeacherError, Verdict, map_bounded
 
 BACKENDS: tuple[str, ...] = typing.get_args(TeacherBackend)
 
@@ -26,13 +26,14 @@ def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, ret
     server (teacher.host / teacher.openai_base_url may list several; teachers/servers.py)."""
     t = config["teacher"]
     backend = t["backend"]
-    refusal_fraction = config["dataset_generation"]["refusal_fraction"]
+    shares = KindShares.from_config(config)
+    refusal_fraction = shares.refusal
     in_flight = t["concurrency"] if concurrency is None else concurrency
     if backend not in BACKENDS:
         raise UserError(f"config key 'teacher.backend' is {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "grammar":
         from .grammar import GrammarTeacher
-        return GrammarTeacher(seed, refusal_fraction)
+        return GrammarTeacher(seed, shares.refusal, shares.clarification, shares.context)
     if not model:
         raise UserError(f"the {backend} teacher needs a model: pass --teacher-model, set LLM_MODEL (or "
                         f"dataset_generation.teacher_model), or run offline with --config config/offline.json")
@@ -40,13 +41,14 @@ def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, ret
         from .ollama_teacher import OllamaTeacher, resolve_ollama_hosts
         return OllamaTeacher(model=model, host=resolve_ollama_hosts(t["host"]), timeout_s=t["timeout_s"],
                              retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
-                             num_ctx=t["num_ctx"], temperature=t["temperature"], refusal_fraction=refusal_fraction)
+                             num_ctx=t["num_ctx"], temperature=t["temperature"], refusal_fraction=refusal_fraction,
+                             shares=shares)
     from .openai_teacher import OpenAITeacher
     key_env = t["openai_api_key_env"]
     return OpenAITeacher(model=model, base_url=t["openai_base_url"],
                          api_key=os.environ.get(key_env) if key_env else None, timeout_s=t["timeout_s"],
                          retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
-                         temperature=t["temperature"], refusal_fraction=refusal_fraction)
+                         temperature=t["temperature"], refusal_fraction=refusal_fraction, shares=shares)
 
 
 __all__ = ["make_teacher", "BACKENDS", "Teacher", "TeacherError", "GeneratedPair", "Verdict", "map_bounded"]

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import UserError
 from ..records import QUERY
 from ..settings import DatasetGenerationSettings, check_ranges
 
@@ -22,6 +23,10 @@ R = TypeVar("R")
 DEFAULT_REFUSAL_FRACTION: float = DatasetGenerationSettings.refusal_fraction
 
 
+DEFAULT_CLARIFICATION_FRACTION: float = DatasetGenerationSettings.clarification_fraction
+DEFAULT_CONTEXT_FRACTION: float = DatasetGenerationSettings.context_fraction
+
+
 def check_refusal_fraction(value: float) -> float:
     """refusal_fraction in its range (settings.DatasetGenerationSettings): a UserError naming the config key
     otherwise."""
@@ -30,13 +35,50 @@ def check_refusal_fraction(value: float) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class KindShares:
+    """What share of a teacher's rows is of each answer kind (dataset_generation.*_fraction): refusals,
+    clarifications, and requests that need their context (half answered from it, half asked back without it)."""
+    refusal: float = DEFAULT_REFUSAL_FRACTION
+    clarification: float = DEFAULT_CLARIFICATION_FRACTION
+    context: float = DEFAULT_CONTEXT_FRACTION
+
+    def __post_init__(self) -> None:
+        check_refusal_fraction(self.refusal)
+        check_ranges(DatasetGenerationSettings, {"clarification_fraction": self.clarification,
+                                                 "context_fraction": self.context},
+                     "dataset_generation.{key} must be {rule}, got {value}; fix the config")
+        total = self.refusal + self.clarification + self.context
+        if total >= 1:
+            raise UserError(f"dataset_generation.refusal_fraction + clarification_fraction + context_fraction = "
+                            f"{total:g} leaves no plain queries; keep the sum below 1")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "KindShares":
+        d = config["dataset_generation"]
+        return cls(d["refusal_fraction"], d.get("clarification_fraction", DEFAULT_CLARIFICATION_FRACTION),
+                   d.get("context_fraction", DEFAULT_CONTEXT_FRACTION))
+
+    def counts(self, n: int) -> dict[str, int]:
+        """Rows of each kind among n: refusals, clarifications, contextual twins (pairs of rows), queries."""
+        twins = round(n * self.context / 2)
+        refusals, clarifications = round(n * self.refusal), round(n * self.clarification)
+        return {"refusal": refusals, "clarification": clarifications, "context_twins": twins,
+                "query": max(0, n - refusals - clarifications - 2 * twins)}
+
+    def describe(self) -> dict[str, float]:
+        return {"refusal_fraction": self.refusal, "clarification_fraction": self.clarification,
+                "context_fraction": self.context}
+
+
 @dataclass
 class GeneratedPair:
     """One (query, AST) pair as a teacher wrote it; ``ast`` may be anything until validated."""
     query: str
     language: str
     ast: Any
-    kind: str = QUERY  # records.KINDS: QUERY | REFUSAL
+    kind: str = QUERY  # records.KINDS: QUERY | REFUSAL | CLARIFICATION
+    context: dict[str, Any] | None = None  # what the request leaves to its context (prompting.render_request)
 
 
 @dataclass
@@ -79,7 +121,8 @@ class Teacher:
 
     async def judge(self, schema: dict[str, Any], query: str, gold_ast: dict[str, Any] | None,
                     student_ast: dict[str, Any] | None, student_raw: str) -> Verdict:
-        """Is the student's AST right for the query? If not, which AST is?"""
+        """Is the student's AST right for the query? If not, which AST is? ``query``: the request as the student
+        read it (prompting.render_request: its context line, if any, then "Request: ...") or its bare words."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

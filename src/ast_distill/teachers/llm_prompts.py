@@ -25,9 +25,9 @@ from jsonschema import Draft202012Validator
 from .. import dsl
 from ..errors import UserError
 from ..jsonl import dumps
-from ..prompting import render_schema
+from ..prompting import CONTEXT_PREFIX, REQUEST_PREFIX, render_request, render_schema
 from ..records import LANGUAGES, kind_of
-from .base import GeneratedPair, Verdict
+from .base import GeneratedPair, KindShares, Verdict
 
 PAIRS_PER_REQUEST = 20  # bigger batches are split: long replies are slow and fail more often
 MIN_FIELDS, MAX_FIELDS = 5, 8
@@ -189,8 +189,16 @@ PAIRS_SYSTEM = (
     "differ from each other; use the DSL's variety: and/or/not, select, sort, limit, aggregate with "
     "group_by. A refusal is a request this schema cannot express (a field it lacks, an operator it lacks, "
     'an update/delete/join): its AST is {"type": "refusal", "reason": "<short why>", "suggestion": '
-    '"<short request that would work>"}.\n'
-    'Reply with one JSON object: {"pairs": [{"language": "en" or "fr", "query": "...", "ast": {...}}]}.'
+    '"<short request that would work>"}. '
+    "A clarification answers a request that is ambiguous or incomplete (a value it needs is missing, several "
+    "fields or values fit its words, it is too vague, a typo blurs what it means), when the schema has a "
+    'clarification answer: {"type": "clarification", "question": "<short question>", "options": [{"label": '
+    '"<short>", "ast": <a query the request could mean>}]} (options may be empty). '
+    "A request with a context leaves a value to it (\"today\", \"this month\", \"my usual <field>\"): give the "
+    'pair a "context" object (e.g. {"today": "2026-03-14", "defaults": {"<field>": <value>}}) and take the value '
+    "from it; write the same words without a context as a clarification too.\n"
+    'Reply with one JSON object: {"pairs": [{"language": "en" or "fr", "query": "...", "context": {...} '
+    '(only when the request needs one), "ast": {...}}]}.'
 )
 
 
@@ -204,23 +212,25 @@ def _pairs_wrapper(ast_schema: dict[str, Any], hoisted: dict[str, Any]) -> dict[
     item = {"type": "object",
             "properties": {"language": {"enum": list(LANGUAGES)},
                            "query": {"type": "string", "minLength": 1, "maxLength": 400},
+                           "context": {"type": "object"},
                            "ast": ast_schema},
             "required": ["language", "query", "ast"],
             "additionalProperties": False}
     return _wrapper({"pairs": {"type": "array", "items": item, "minItems": 1}}, ["pairs"], hoisted)
 
 
-def pairs_plan(n: int, refusal_fraction: float) -> list[tuple[int, int]]:
-    """Split n into requests of at most PAIRS_PER_REQUEST: [(pairs, of which refusals), ...];
-    refusal_fraction (dataset_generation.refusal_fraction) of the n are asked to be refusals."""
+def pairs_plan(n: int, shares: KindShares) -> list[tuple[int, dict[str, int]]]:
+    """Split n into requests of at most PAIRS_PER_REQUEST: [(pairs, {kind: how many of them}), ...], each request
+    asked for its part of the shares' counts (KindShares.counts: refusal, clarification, context_twins)."""
     sizes = [PAIRS_PER_REQUEST] * (n // PAIRS_PER_REQUEST)
     if n % PAIRS_PER_REQUEST:
         sizes.append(n % PAIRS_PER_REQUEST)
-    refusals = round(n * refusal_fraction)
+    counts = shares.counts(n)
     plan = []
     for size in sizes:
-        share = min(size, round(refusals * size / n)) if n else 0
-        plan.append((size, share))
+        part = {kind: min(size, round(counts[kind] * size / n)) if n else 0
+                for kind in ("refusal", "clarification", "context_twins")}
+        plan.append((size, part))
     return plan
 
 
@@ -236,7 +246,7 @@ def example_windows(spec: dict[str, Any], seed: int, requests: int) -> list[list
             for i in range(requests)]
 
 
-def pairs_messages(schema_row: dict[str, Any], spec: dict[str, Any], n: int, refusals: int,
+def pairs_messages(schema_row: dict[str, Any], spec: dict[str, Any], n: int, kinds: dict[str, int],
                    avoid: list[str], examples: list[str], focus: str = "") -> list[dict[str, str]]:
     """One pairs request; `examples`: the spec's example queries to show (see example_windows); `focus`: what
     the pairs should be about, in words (the boost's failures), shown before the count."""
@@ -254,8 +264,14 @@ def pairs_messages(schema_row: dict[str, Any], spec: dict[str, Any], n: int, ref
         lines += ["", "Already written, do not repeat:"] + [f"- {q}" for q in avoid]
     if focus:
         lines += ["", "Focus: " + focus]
-    lines += ["", f"Write exactly {n} pairs: {n_en} in English and {n - n_en} in French; {refusals} of them "
-                  f"refusals."]
+    asks = dsl.validator_for(schema_row["schema"]).is_valid(dsl.SAMPLE_CLARIFICATION)
+    wanted = [f"{kinds.get('refusal', 0)} of them refusals"]
+    if asks:
+        twins = kinds.get("context_twins", 0)
+        wanted += [f"{kinds.get('clarification', 0)} clarifications"]
+        wanted += [f"{twins} requests that need a context, each written twice (with its context, answered; the same "
+                   f"words without one, a clarification)"] if twins else []
+    lines += ["", f"Write exactly {n} pairs: {n_en} in English and {n - n_en} in French; " + ", ".join(wanted) + "."]
     return [{"role": "system", "content": PAIRS_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
 
@@ -271,8 +287,8 @@ def parse_pairs(text: str, dsl_schema: dict[str, Any]) -> list[GeneratedPair]:
     """Pairs from a reply; ASTs returned as written (callers validate them)."""
     obj = extract_json(text)
     _check_envelope(obj, _pairs_wrapper({}, {}), "pairs")
-    pairs = [GeneratedPair(query=p["query"].strip(), language=p["language"], ast=p["ast"],
-                           kind=kind_of(p["ast"])) for p in obj["pairs"]]
+    pairs = [GeneratedPair(query=p["query"].strip(), language=p["language"], ast=p["ast"], kind=kind_of(p["ast"]),
+                           context=p.get("context") or None) for p in obj["pairs"]]
     if all(dsl.validation_error(dsl_schema, p.ast) is not None for p in pairs):
         first = dsl.validation_error(dsl_schema, pairs[0].ast)
         raise BadReply(f"no AST in the reply validates against the DSL schema (first: {first})",
@@ -288,7 +304,9 @@ JUDGE_SYSTEM = (
     "wrote a JSON AST. Decide whether its AST means exactly what the request asks under that schema: same "
     "conditions, values, fields, sorting, limit and aggregation; key order, and the order of and/or "
     "children and of value sets, do not matter. A request the schema cannot express should get a refusal "
-    '{"type": "refusal", "reason": "...", "suggestion": "..."}. A reference AST from the dataset is given; '
+    '{"type": "refusal", "reason": "...", "suggestion": "..."}; an ambiguous or incomplete one a clarification '
+    "whose options are the queries it could mean (its question's wording does not matter). A reference AST from "
+    "the dataset is given; "
     "it is usually right but not always.\n"
     'Reply with one JSON object: {"accept": true or false, "reason": "<one short sentence>", '
     '"canonical_ast": <the AST that correctly expresses the request: the model\'s own if it is right>}.'
@@ -310,7 +328,7 @@ def judge_messages(dsl_schema: dict[str, Any], query: str, gold_ast: dict[str, A
                    student_ast: dict[str, Any] | None, student_raw: str) -> list[dict[str, str]]:
     student = dumps(student_ast) if student_ast is not None else f"(not a JSON object) {student_raw}"
     lines = ["Schema (JSON Schema):", render_schema(dsl_schema, "json"), "",
-             f"Request: {query.strip()}",
+             query.strip() if query.startswith((CONTEXT_PREFIX, REQUEST_PREFIX)) else render_request(query),
              f"Reference AST: {dumps(gold_ast) if gold_ast is not None else '(none)'}",
              f"Model's AST: {student}"]
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]

@@ -26,6 +26,7 @@ from . import llm_prompts
 from .base import (
     DEFAULT_REFUSAL_FRACTION,
     GeneratedPair,
+    KindShares,
     Teacher,
     TeacherError,
     Verdict,
@@ -67,13 +68,16 @@ class LLMTeacher(Teacher):
 
     def __init__(self, model: str, urls: Sequence[str | None], timeout_s: float, retries: int, retry_wait_s: float,
                  concurrency: int, temperature: float, num_ctx: int | None = None,
-                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
-        """``urls``: the servers (None = the backend's default); ``concurrency``: requests in flight per server."""
+                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION, shares: KindShares | None = None):
+        """``urls``: the servers (None = the backend's default); ``concurrency``: requests in flight per server;
+        ``shares``: the answer kinds asked for (refusal_fraction alone: the default clarification and context
+        shares)."""
         if not model:
             raise UserError(f"the {self.name} teacher needs a model: pass --teacher-model, set LLM_MODEL, or use "
                             f"config/offline.json")
         self.model = model
-        self.refusal_fraction = check_refusal_fraction(refusal_fraction)
+        self.shares = shares or KindShares(check_refusal_fraction(refusal_fraction))
+        self.refusal_fraction = self.shares.refusal
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.retry_wait_s = float(retry_wait_s)
@@ -130,11 +134,11 @@ class LLMTeacher(Teacher):
         schema = schema_row["schema"]
         response_schema = llm_prompts.pairs_format(schema)
         pairs: list[GeneratedPair] = []
-        plan = llm_prompts.pairs_plan(n, self.refusal_fraction)
+        plan = llm_prompts.pairs_plan(n, self.shares)
         windows = llm_prompts.example_windows(spec, seed, len(plan))
         # Requests run one after another so that each can be told which queries exist already.
-        for index, (size, refusals) in enumerate(plan):
-            messages = llm_prompts.pairs_messages(schema_row, spec, size, refusals,
+        for index, (size, kinds) in enumerate(plan):
+            messages = llm_prompts.pairs_messages(schema_row, spec, size, kinds,
                                                   avoid=[p.query for p in pairs], examples=windows[index],
                                                   focus=focus)
             pairs += await self._ask(messages, response_schema,
@@ -156,7 +160,7 @@ class LLMTeacher(Teacher):
                 "concurrency": self.concurrency, "concurrency_per_server": self.pool.servers[0].limit,
                 "timeout_s": self.timeout_s, "retries": self.retries, "retry_wait_s": self.retry_wait_s,
                 "temperature": self.temperature, "num_ctx": self.num_ctx,
-                "refusal_fraction": self.refusal_fraction}
+                **self.shares.describe()}
 
     def server_stats(self) -> list[dict[str, Any]]:
         return self.pool.stats()

@@ -15,7 +15,7 @@ import ollama
 import pydantic
 
 from . import llm_prompts
-from .base import DEFAULT_REFUSAL_FRACTION, TeacherError
+from .base import DEFAULT_REFUSAL_FRACTION, KindShares, TeacherError
 from .llm_prompts import BadReply
 from .llm_teacher import Failure, LLMTeacher
 from .servers import Server
@@ -40,10 +40,11 @@ class OllamaTeacher(LLMTeacher):
 
     def __init__(self, model: str, host: str | list[str], timeout_s: float, retries: int, retry_wait_s: float,
                  concurrency: int, num_ctx: int | None, temperature: float,
-                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
+                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION, shares: KindShares | None = None):
         super().__init__(model=model, urls=[host] if isinstance(host, str) else host, timeout_s=timeout_s,
                          retries=retries, retry_wait_s=retry_wait_s, concurrency=concurrency,
-                         temperature=temperature, num_ctx=num_ctx, refusal_fraction=refusal_fraction)
+                         temperature=temperature, num_ctx=num_ctx, refusal_fraction=refusal_fraction,
+                         shares=shares)
 
     def where(self, url: str | None = None) -> str:
         return f"Ollama at {self.urls_text(url, DEFAULT_HOST)}"

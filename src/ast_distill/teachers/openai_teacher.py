@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from .base import DEFAULT_REFUSAL_FRACTION, TeacherError
+from .base import DEFAULT_REFUSAL_FRACTION, KindShares, TeacherError
 from .llm_prompts import BadReply
 from .llm_teacher import Failure, LLMTeacher
 from .servers import Server
@@ -33,11 +33,12 @@ class OpenAITeacher(LLMTeacher):
 
     def __init__(self, model: str, base_url: str | list[str] | None, api_key: str | None, timeout_s: float,
                  retries: int, retry_wait_s: float, concurrency: int, temperature: float,
-                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
+                 refusal_fraction: float = DEFAULT_REFUSAL_FRACTION, shares: KindShares | None = None):
         # one URL, a list of them, or none (an empty list too): the client's default, api.openai.com
         urls = [base_url] if base_url is None or isinstance(base_url, str) else (list(base_url) or [None])
         super().__init__(model=model, urls=urls, timeout_s=timeout_s, retries=retries, retry_wait_s=retry_wait_s,
-                         concurrency=concurrency, temperature=temperature, refusal_fraction=refusal_fraction)
+                         concurrency=concurrency, temperature=temperature, refusal_fraction=refusal_fraction,
+                         shares=shares)
         self._api_key = api_key or NO_KEY
         self.response_mode = RESPONSE_MODES[0]
 

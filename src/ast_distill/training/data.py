@@ -109,7 +109,7 @@ def follow_up_lengths(tokenizer: Any, rows: list[dict[str, Any]]) -> list[int]:
     opening = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "x"}]
     base = conversation_lengths(tokenizer, [opening])[0]
     return [n - base for n in conversation_lengths(
-        tokenizer, [opening + [build_follow_up(r["query"])] + r["completion"] for r in rows])]
+        tokenizer, [opening + [build_follow_up(r["query"], r.get("context"))] + r["completion"] for r in rows])]
 
 
 def vocabulary_texts(tokenizer: Any, rows: list[dict[str, Any]]) -> list[str]:
@@ -117,7 +117,7 @@ def vocabulary_texts(tokenizer: Any, rows: list[dict[str, Any]]) -> list[str]:
     completion, and its request as a later turn of a chained conversation (the vocabulary a trimmed student
     keeps, student/trim.py)."""
     whole = [r["prompt"] + r["completion"] for r in rows]
-    later = [[build_follow_up(r["query"])] + r["completion"] for r in rows if r.get("query")]
+    later = [[build_follow_up(r["query"], r.get("context"))] + r["completion"] for r in rows if r.get("query")]
     return list(tokenizer.apply_chat_template(whole + later, tokenize=False)) if rows else []
 
 
@@ -147,7 +147,7 @@ def chain_requests(rows: list[dict[str, Any]], first_lengths: list[int], later_l
                 if not messages:
                     messages, length = list(rows[i]["prompt"]) + list(rows[i]["completion"]), first_lengths[i]
                 else:
-                    messages = messages + [build_follow_up(rows[i]["query"])] + list(rows[i]["completion"])
+                    messages = messages + [build_follow_up(rows[i]["query"], rows[i].get("context"))] + list(rows[i]["completion"])
                     length += later_lengths[i]
                 count += 1
             if messages:

@@ -19,8 +19,8 @@ from typing import Any
 from ... import dsl
 from ...records import REFUSAL
 from ...schema_checks import SchemaContext, dict_nodes
-from ..base import GeneratedPair
-from .drafts import draft_pairs
+from ..base import GeneratedPair, KindShares
+from .drafts import draft_pairs, pair
 from .instances import InstanceSampler, SampleError
 
 MAX_TRIES_PER_PAIR = 12  # samples of one row before it is given up (duplicates, or a sample that failed)
@@ -244,15 +244,18 @@ def generic_pairs(schema: dict[str, Any], n: int, refusal_fraction: float,
     vocabulary = SchemaWords.of(schema)
     can_refuse = validator.is_valid(dsl.SAMPLE_REFUSAL)
 
-    def write(kind: str, lang: str) -> tuple[str, Any] | None:
+    def write(kind: str, lang: str) -> list[GeneratedPair] | None:
         if kind == REFUSAL:
-            return refusal(rng, lang, vocabulary)
+            return [pair(refusal(rng, lang, vocabulary), lang)]
         try:
             ast = sampler.sample(answer)
         except (SampleError, RecursionError):
             return None
         if not validator.is_valid(ast) or (isinstance(ast, dict) and ast.get("type") == REFUSAL):
             return None
-        return Phraser(rng, lang, vocabulary).request(ast), ast
+        return [pair((Phraser(rng, lang, vocabulary).request(ast), ast), lang)]
 
-    return draft_pairs(n, refusal_fraction if can_refuse else 0.0, rng, write, MAX_TRIES_PER_PAIR)
+    # A schema of any shape gets queries and refusals only: asking back needs the project's DSL (its Clarification
+    # answer) and the field words the context writers use.
+    shares = KindShares(refusal=refusal_fraction if can_refuse else 0.0, clarification=0.0, context=0.0)
+    return draft_pairs(n, shares, rng, write, MAX_TRIES_PER_PAIR)

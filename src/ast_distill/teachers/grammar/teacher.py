@@ -7,9 +7,11 @@ from typing import Any
 
 from ... import canonical, dsl
 from ...errors import UserError
-from ...records import LANGUAGES, REFUSAL, normalize_query
-from ..base import DEFAULT_REFUSAL_FRACTION, GeneratedPair, Teacher, Verdict, check_refusal_fraction
-from .drafts import draft_pairs
+from ...records import CLARIFICATION, LANGUAGES, REFUSAL, normalize_query
+from ..base import (DEFAULT_CLARIFICATION_FRACTION, DEFAULT_CONTEXT_FRACTION, DEFAULT_REFUSAL_FRACTION,
+                    GeneratedPair, KindShares, Teacher, Verdict)
+from .asking import ClarificationWriter, ContextWriter
+from .drafts import CONTEXT_TWINS, draft_pairs, pair
 from .generic import generic_pairs
 from .lexicon import catalog_ops_by_type, lex_from_spec_field, schema_lexicon
 from .phrases import FALLBACK_ENTITY
@@ -46,14 +48,17 @@ class GrammarTeacher(Teacher):
     name = "grammar"
     deterministic = True  # the same seed gives the same pairs: resumed runs regenerate instead of topping up
 
-    def __init__(self, seed: int, refusal_fraction: float = DEFAULT_REFUSAL_FRACTION):
+    def __init__(self, seed: int, refusal_fraction: float = DEFAULT_REFUSAL_FRACTION,
+                 clarification_fraction: float = DEFAULT_CLARIFICATION_FRACTION,
+                 context_fraction: float = DEFAULT_CONTEXT_FRACTION):
         self.seed = seed
-        self.refusal_fraction = check_refusal_fraction(refusal_fraction)
+        self.shares = KindShares(refusal_fraction, clarification_fraction, context_fraction)
+        self.refusal_fraction = self.shares.refusal
         self.model = None
         self.concurrency = 1
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": None, "seed": self.seed, "refusal_fraction": self.refusal_fraction}
+        return {"backend": self.name, "model": None, "seed": self.seed, **self.shares.describe()}
 
     # -- stage 1 ---------------------------------------------------------------------------------------------
     async def domain_spec(self, prompt_row: dict[str, Any], examples_per_schema: int, seed: int) -> dict[str, Any]:
@@ -128,14 +133,22 @@ class GrammarTeacher(Teacher):
             missing = [lex_from_spec_field(f) for f in GENERIC_MISSING_FIELDS if f["name"] not in names]
         sampler = PlanSampler(rng, lexicon)
         refusals = RefusalWriter(rng, lexicon, missing)
+        clarifications = ClarificationWriter(rng, lexicon)
+        contexts = ContextWriter(rng, lexicon)
+        # An old schema (made before its template had a Clarification) cannot take this teacher's questions.
+        asks = dsl.validator_for(schema_row["schema"]).is_valid(dsl.SAMPLE_CLARIFICATION)
 
-        def write(kind: str, lang: str) -> tuple[str, Any]:
+        def write(kind: str, lang: str) -> list[GeneratedPair]:
             if kind == REFUSAL:
-                return refusals.write(lang, entity)
-            plan = sampler.plan()
-            return Realizer(rng, lang, entity).request(plan), plan_ast(plan)
+                return [pair(refusals.write(lang, entity), lang)]
+            if kind == CLARIFICATION and asks:
+                return clarifications.write(lang, entity)
+            if kind == CONTEXT_TWINS and asks and contexts.kinds():
+                return contexts.write(lang, entity)
+            plan = sampler.plan()  # a query; also in place of a kind this schema cannot take
+            return [pair((Realizer(rng, lang, entity).request(plan), plan_ast(plan)), lang)]
 
-        return draft_pairs(n, self.refusal_fraction, rng, write, MAX_TRIES_PER_PAIR)
+        return draft_pairs(n, self.shares, rng, write, MAX_TRIES_PER_PAIR)
 
     # -- evaluation ------------------------------------------------------------------------------------------
     async def judge(self, schema: dict[str, Any], query: str, gold_ast: dict[str, Any] | None,
