@@ -12,7 +12,7 @@ import pytest
 from ast_distill import cli
 from ast_distill.calibration import confidence_summary
 from ast_distill.reporting import alignment_reading, describe_change, query_of, same_rows_note, split_training_logs
-from ast_distill.scoring import classify_failure
+from ast_distill.scoring import answer_kind_figures, classify_failure
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "report_training.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -163,6 +163,26 @@ def test_the_report_shows_the_reliability_of_the_confidence_and_what_a_minimum_k
     assert "| 0.9-1.0 | 20 | 0.950 | 0.900 |" in report and "| 0.3-0.4 | 20 | 0.350 | 0.250 |" in report
     assert "| 0.5 | 0.500 | 0.900 |" in report  # --min-confidence 0.5 answers half, 90% of them right
     assert f"Expected calibration error {confidence['ece']:.3f}" in report
+
+
+def test_the_report_shows_each_answer_kind_with_its_rows_and_two_standard_errors(
+        run_layout: dict[str, Path]) -> None:
+    write_jsonl(run_layout["train"] / "training_metrics.jsonl", training_logs())
+    asked = {"type": "clarification", "question": "Which?", "options": []}
+    query = {"type": "query", "limit": 3}
+    records = ([{"kind": "clarification", "gold_ast": asked, "student_ast": asked, "semantic_match": True}] * 3
+               + [{"kind": "clarification", "gold_ast": asked, "student_ast": query, "semantic_match": False}]
+               + [{"kind": "query", "gold_ast": query, "student_ast": query, "semantic_match": True}] * 4)
+    write_json(run_layout["eval"] / "evaluation_summary.json",
+               {**summary(0.437, 0.219, 0.391, 0.353, 0.372), "answer_kinds": answer_kind_figures(records)})
+
+    assert run_script(["--config", str(run_layout["config"])]) == 0
+
+    report = (run_layout["out"] / "report.md").read_text(encoding="utf-8")
+    assert "### Answer kinds" in report
+    assert "| clarification precision | 1.000 | ± 0.000 | 3/3 |" in report
+    assert f"| clarification recall | 0.750 | ± {2 * math.sqrt(0.75 * 0.25 / 4):.3f} | 3/4 |" in report
+    assert "| refusal recall | n/a | n/a | 0/0 |" in report  # no refusal row: no rate, no error bar
 
 
 def test_failures_are_grouped_by_cause_with_query_expected_and_student_output(tmp_path: Path) -> None:
