@@ -305,3 +305,42 @@ def test_the_fake_server_streams_ndjson_when_the_client_streams(fake_ollama: Fak
 
     assert json.loads(asyncio.run(stream())) == {"hello": "world", "padding": "x" * 40}
     assert fake_ollama.chat_requests[0].stream is True
+
+
+def test_a_pair_keeps_its_context_and_the_same_words_without_it_are_another_row() -> None:
+    from helpers import make_tiny_schema_record
+
+    from ast_distill.dataset import pair_to_row
+    from ast_distill.teachers.base import GeneratedPair
+
+    record = make_tiny_schema_record()
+    today = {"type": "query", "filter": {"field": "released", "op": "equals", "value": "2026-12-01"}}
+    asked = {"type": "clarification", "question": "Which date is today?", "options": []}
+    reply = json.dumps({"pairs": [
+        {"language": "en", "query": "products released today", "context": {"today": "2026-12-01"}, "ast": today},
+        {"language": "en", "query": "products released today", "ast": asked}]})
+    pairs = llm_prompts.parse_pairs(reply, record["schema"])
+    assert [p.context for p in pairs] == [{"today": "2026-12-01"}, None]
+    answered, asked_back = (pair_to_row(p, record, "ollama:test") for p in pairs)
+    assert answered["is_valid"] and asked_back["is_valid"] and answered["id"] != asked_back["id"]
+    assert (answered["kind"], asked_back["kind"]) == ("query", "clarification")
+    assert answered["context"] == {"today": "2026-12-01"} and "context" not in asked_back
+    bad = pair_to_row(GeneratedPair("products released today", "en", today, context=["today"]), record, "t")
+    assert not bad["is_valid"] and "the context must be a JSON object" in bad["validation_error"]
+
+
+def test_pairs_requests_ask_for_each_kind_only_where_the_schema_has_it() -> None:
+    from helpers import make_tiny_schema_record
+
+    from ast_distill.teachers.base import KindShares
+
+    record = make_tiny_schema_record()
+    plan = llm_prompts.pairs_plan(50, KindShares(0.2, 0.1, 0.2))
+    assert [size for size, _ in plan] == [20, 20, 10]
+    assert sum(kinds["refusal"] for _, kinds in plan) == 10 and sum(kinds["context_twins"] for _, kinds in plan) == 5
+    text = llm_prompts.pairs_messages(record, {}, *plan[0], avoid=[], examples=[])[-1]["content"]
+    assert "4 of them refusals, 2 clarifications, 2 requests that need a context" in text
+    plain = {**record, "schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+                                  "additionalProperties": False}}
+    text = llm_prompts.pairs_messages(plain, {}, *plan[0], avoid=[], examples=[])[-1]["content"]
+    assert text.endswith("4 of them refusals.")  # no clarification answer in this schema: none asked for

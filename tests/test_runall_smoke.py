@@ -33,7 +33,9 @@ def _tiny_config(tmp: Path) -> Path:
         "eval_results": f"{out}/align/pref_eval/evaluation_results.jsonl",
         "eval_summary": f"{out}/align/pref_eval/evaluation_summary.json", "pairs_out": f"{out}/align/pairs.jsonl",
         "adapter": f"{out}/sft", "output_dir": f"{out}/dpo", "pref_max_samples": 8,
-        "max_steps": 2, "save_steps": 1, "logging_steps": 1, "warmup_steps": 0, "batch_size": 2})
+        "max_steps": 2, "save_steps": 1, "logging_steps": 1, "warmup_steps": 0, "batch_size": 2,
+        # a 400-token BPE spends ~520 tokens on a prompt (offline.json's 512 fits its own tokenizer, not this one)
+        "max_seq_length": 768})
     config["boost"] = {"rows_out": f"{out}/align/boost_rows.jsonl", "corpus_out": f"{out}/align/boost_corpus.jsonl",
                        "output_dir": f"{out}/boost", "max_steps": 2, "warmup_steps": 0, "rows_per_failure": 2}
     config["reporting"]["out_dir"] = f"{out}/reports"

@@ -42,6 +42,12 @@ HEADLINE_FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
     "schema_valid": (("overall",), "schema_valid_rate"),
     "refusal_recall": (("overall",), "refusal_recall"),
 }
+# The answer kinds a student can miss or give wrongly: (kind, "is the student's AST of it", the cause when the gold is
+# of that kind and the answer is not, the cause when the answer is and the gold is not), checked in this order.
+KIND_MISTAKES: tuple[tuple[str, Callable[[Any], bool], str, str], ...] = (
+    (REFUSAL, is_refusal, "missed refusal", "wrongly refused"),
+    (CLARIFICATION, is_clarification, "missed clarification", "wrongly asked"),
+)
 # teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
 JUDGE_ERROR = "error"
 # Why a row failed, one cause per row (classify_failure checks them in its own order).
@@ -133,18 +139,10 @@ def classify_failure(record: Mapping[str, Any]) -> str | None:
         return None
     if not record.get("parsed"):
         return "not parsed"
-    gold_refusal = record.get("kind") == REFUSAL
-    student_refusal = is_refusal(record.get("student_ast"))
-    if gold_refusal and not student_refusal:
-        return "missed refusal"
-    if student_refusal and not gold_refusal:
-        return "wrongly refused"
-    gold_asks = record.get("kind") == CLARIFICATION
-    student_asks = is_clarification(record.get("student_ast"))
-    if gold_asks and not student_asks:
-        return "missed clarification"
-    if student_asks and not gold_asks:
-        return "wrongly asked"
+    for kind, answered, missed, wrongly in KIND_MISTAKES:
+        gold_is, student_is = record.get("kind") == kind, answered(record.get("student_ast"))
+        if gold_is != student_is:
+            return missed if gold_is else wrongly
     if not record.get("schema_valid"):
         return "schema invalid"
     return "wrong meaning"
