@@ -264,8 +264,8 @@ def pair_to_row(pair: GeneratedPair, schema_row: dict[str, Any], teacher: str) -
         error = "empty query"
     elif language not in LANGUAGES:
         error = f"language {pair.language!r} is not one of {LANGUAGES}"
-    elif check_context(pair.context, "context") is not None:
-        error = check_context(pair.context, "context")
+    elif (problem := check_context(pair.context, "context")) is not None:
+        error = problem
     context = pair.context if isinstance(pair.context, dict) and pair.context else None
     row = {"id": row_id(schema_row["id"], language, query, context), "schema_id": schema_row["id"],
            "domain": schema_row.get("domain"), "language": language, "query": query, "ast": ast, "kind": kind_of(ast),

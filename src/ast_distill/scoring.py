@@ -42,11 +42,13 @@ HEADLINE_FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
     "schema_valid": (("overall",), "schema_valid_rate"),
     "refusal_recall": (("overall",), "refusal_recall"),
 }
-# The answer kinds a student can miss or give wrongly: (kind, "is the student's AST of it", the cause when the gold is
-# of that kind and the answer is not, the cause when the answer is and the gold is not), checked in this order.
-KIND_MISTAKES: tuple[tuple[str, Callable[[Any], bool], str, str], ...] = (
-    (REFUSAL, is_refusal, "missed refusal", "wrongly refused"),
-    (CLARIFICATION, is_clarification, "missed clarification", "wrongly asked"),
+# The answer kinds other than a query, each with the test of whether an AST is one.
+ANSWERED_AS: dict[str, Callable[[Any], bool]] = {REFUSAL: is_refusal, CLARIFICATION: is_clarification}
+# The answer kinds a student can miss or give wrongly: (kind, the cause when the gold is of that kind and the answer
+# is not, the cause when the answer is and the gold is not), checked in this order.
+KIND_MISTAKES: tuple[tuple[str, str, str], ...] = (
+    (REFUSAL, "missed refusal", "wrongly refused"),
+    (CLARIFICATION, "missed clarification", "wrongly asked"),
 )
 # teacher_verdict of a row whose judge call failed after the teacher's retries: neither accepted nor rejected.
 JUDGE_ERROR = "error"
@@ -139,8 +141,8 @@ def classify_failure(record: Mapping[str, Any]) -> str | None:
         return None
     if not record.get("parsed"):
         return "not parsed"
-    for kind, answered, missed, wrongly in KIND_MISTAKES:
-        gold_is, student_is = record.get("kind") == kind, answered(record.get("student_ast"))
+    for kind, missed, wrongly in KIND_MISTAKES:
+        gold_is, student_is = record.get("kind") == kind, ANSWERED_AS[kind](record.get("student_ast"))
         if gold_is != student_is:
             return missed if gold_is else wrongly
     if not record.get("schema_valid"):
@@ -163,15 +165,10 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     def count(pred: Callable[[Mapping[str, Any]], Any]) -> int:
         return sum(1 for r in records if pred(r))
 
-    gold_refusals = count(lambda r: r.get("kind") == REFUSAL)
-    said_refusal = count(lambda r: is_refusal(r.get("student_ast")))
-    both = count(lambda r: r.get("kind") == REFUSAL and is_refusal(r.get("student_ast")))
-    gold_queries = count(lambda r: r.get("kind", QUERY) == QUERY)
-    queries_right = count(lambda r: r.get("kind", QUERY) == QUERY and r["semantic_match"])
-    gold_asks = count(lambda r: r.get("kind") == CLARIFICATION)
-    asked = count(lambda r: is_clarification(r.get("student_ast")))
-    both_asked = count(lambda r: r.get("kind") == CLARIFICATION and is_clarification(r.get("student_ast")))
-    with_options = [r for r in records if r.get("kind") == CLARIFICATION and clarification_options(r.get("gold_ast"))]
+    queries_right, gold_queries = queries_counts(records)
+    refused_rightly, refused, gold_refusals = kind_counts(records, REFUSAL)
+    asked_rightly, asked, gold_asks = kind_counts(records, CLARIFICATION)
+    options_offered, with_options = option_counts(records)
     return {
         "n": n,
         "parsed_rate": rate(count(lambda r: r["parsed"]), n),
@@ -182,12 +179,12 @@ def metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "semantic_pass_rate": rate(count(lambda r: r["schema_valid"] and r.get("teacher_verdict") is True), n),
         "query_semantic_match_rate": rate(queries_right, gold_queries),
         "refusal_share": rate(gold_refusals, n),
-        "refusal_precision": rate(both, said_refusal),
-        "refusal_recall": rate(both, gold_refusals),
+        "refusal_precision": rate(refused_rightly, refused),
+        "refusal_recall": rate(refused_rightly, gold_refusals),
         "clarification_share": rate(gold_asks, n),
-        "clarification_precision": rate(both_asked, asked),
-        "clarification_recall": rate(both_asked, gold_asks),
-        "clarification_option_rate": rate(sum(1 for r in with_options if offers_gold_option(r)), len(with_options)),
+        "clarification_precision": rate(asked_rightly, asked),
+        "clarification_recall": rate(asked_rightly, gold_asks),
+        "clarification_option_rate": rate(options_offered, with_options),
         "truncated_rate": rate(count(lambda r: r.get("truncated")), n),
         "retried_rate": rate(count(lambda r: r.get("retried")), n),
         "judge_error_rate": rate(count(lambda r: r.get("teacher_verdict") == JUDGE_ERROR), n),
@@ -204,6 +201,34 @@ def headline_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
         value = group.get(metric) if isinstance(group, Mapping) else None
         out[name] = None if value is None else float(value)
     return out
+
+
+# --- counts by answer kind (metrics and answer_kind_figures share them) ----------------------------------------
+
+
+def gold_kind(record: Mapping[str, Any]) -> str:
+    """The kind of answer a row asks for (a record without one is a query)."""
+    return str(record.get("kind", QUERY))
+
+
+def queries_counts(records: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(gold queries answered with the same meaning, gold queries)."""
+    queries = [r for r in records if gold_kind(r) == QUERY]
+    return sum(1 for r in queries if r["semantic_match"]), len(queries)
+
+
+def kind_counts(records: Sequence[Mapping[str, Any]], kind: str) -> tuple[int, int, int]:
+    """(rows the student answered with `kind` where the gold is of it, rows it answered with `kind`, gold rows of
+    `kind`): precision and recall of one answer kind (refusal or clarification)."""
+    answered = [r for r in records if ANSWERED_AS[kind](r.get("student_ast"))]
+    return (sum(1 for r in answered if gold_kind(r) == kind), len(answered),
+            sum(1 for r in records if gold_kind(r) == kind))
+
+
+def option_counts(records: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(gold clarifications with options where the student offered one of them, gold clarifications with options)."""
+    with_options = [r for r in records if gold_kind(r) == CLARIFICATION and clarification_options(r.get("gold_ast"))]
+    return sum(1 for r in with_options if offers_gold_option(r)), len(with_options)
 
 
 def offers_gold_option(record: Mapping[str, Any]) -> bool:
@@ -226,18 +251,12 @@ def answer_kind_figures(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[
     """How the student tells the answer kinds apart, each rate with its n and two standard errors: queries right
     (semantic match, gold queries), refusal and clarification precision and recall, the gold option offered, and
     the rows whose request came with a context answered right."""
-    def kind(r: Mapping[str, Any]) -> str:
-        return str(r.get("kind", QUERY))
-
-    queries = [r for r in records if kind(r) == QUERY]
-    figures = {"query_semantic_match": with_error(sum(bool(r["semantic_match"]) for r in queries), len(queries))}
-    for name, said in ((REFUSAL, is_refusal), (CLARIFICATION, is_clarification)):
-        answered = [r for r in records if said(r.get("student_ast"))]
-        gold = [r for r in records if kind(r) == name]
-        figures[f"{name}_precision"] = with_error(sum(kind(r) == name for r in answered), len(answered))
-        figures[f"{name}_recall"] = with_error(sum(bool(said(r.get("student_ast"))) for r in gold), len(gold))
-    with_options = [r for r in records if kind(r) == CLARIFICATION and clarification_options(r.get("gold_ast"))]
-    figures["clarification_option"] = with_error(sum(offers_gold_option(r) for r in with_options), len(with_options))
+    figures = {"query_semantic_match": with_error(*queries_counts(records))}
+    for kind in (REFUSAL, CLARIFICATION):
+        rightly, answered, gold = kind_counts(records, kind)
+        figures[f"{kind}_precision"] = with_error(rightly, answered)
+        figures[f"{kind}_recall"] = with_error(rightly, gold)
+    figures["clarification_option"] = with_error(*option_counts(records))
     in_context = [r for r in records if r.get("context")]
     figures["context_semantic_match"] = with_error(sum(bool(r["semantic_match"]) for r in in_context), len(in_context))
     return figures
@@ -252,7 +271,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "by_schema": {"seen": metrics([r for r in records if r.get("schema_seen") is not False]),
                       "unseen": metrics([r for r in records if r.get("schema_seen") is False])},
         "by_language": {lang: metrics([r for r in records if r.get("language") == lang]) for lang in languages},
-        "by_kind": {kind: metrics([r for r in records if r.get("kind", QUERY) == kind]) for kind in KINDS},
+        "by_kind": {kind: metrics([r for r in records if gold_kind(r) == kind]) for kind in KINDS},
         "with_context": metrics([r for r in records if r.get("context")]),
         "answer_kinds": answer_kind_figures(records),
     }

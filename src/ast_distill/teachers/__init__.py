@@ -27,7 +27,6 @@ def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, ret
     t = config["teacher"]
     backend = t["backend"]
     shares = KindShares.from_config(config)
-    refusal_fraction = shares.refusal
     in_flight = t["concurrency"] if concurrency is None else concurrency
     if backend not in BACKENDS:
         raise UserError(f"config key 'teacher.backend' is {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -41,14 +40,13 @@ def make_teacher(config: dict[str, Any], model: str | None, *, retries: int, ret
         from .ollama_teacher import OllamaTeacher, resolve_ollama_hosts
         return OllamaTeacher(model=model, host=resolve_ollama_hosts(t["host"]), timeout_s=t["timeout_s"],
                              retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
-                             num_ctx=t["num_ctx"], temperature=t["temperature"], refusal_fraction=refusal_fraction,
-                             shares=shares)
+                             num_ctx=t["num_ctx"], temperature=t["temperature"], shares=shares)
     from .openai_teacher import OpenAITeacher
     key_env = t["openai_api_key_env"]
     return OpenAITeacher(model=model, base_url=t["openai_base_url"],
                          api_key=os.environ.get(key_env) if key_env else None, timeout_s=t["timeout_s"],
                          retries=retries, retry_wait_s=retry_wait_s, concurrency=in_flight,
-                         temperature=t["temperature"], refusal_fraction=refusal_fraction, shares=shares)
+                         temperature=t["temperature"], shares=shares)
 
 
 __all__ = ["make_teacher", "BACKENDS", "Teacher", "TeacherError", "GeneratedPair", "Verdict", "map_bounded"]

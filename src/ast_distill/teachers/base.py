@@ -100,6 +100,11 @@ class Teacher:
     name: str = "teacher"
     model: str | None = None
     concurrency: int = 1
+    shares: KindShares = KindShares()  # what share of the rows it writes is of each answer kind
+
+    @property
+    def refusal_fraction(self) -> float:
+        return self.shares.refusal
 
     async def domain_spec(self, prompt_row: dict[str, Any], examples_per_schema: int,
                           seed: int) -> dict[str, Any]:

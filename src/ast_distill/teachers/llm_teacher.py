@@ -77,7 +77,6 @@ class LLMTeacher(Teacher):
                             f"config/offline.json")
         self.model = model
         self.shares = shares or KindShares(check_refusal_fraction(refusal_fraction))
-        self.refusal_fraction = self.shares.refusal
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.retry_wait_s = float(retry_wait_s)

@@ -41,8 +41,16 @@ def _with_extra(leaf: Leaf, extra: Leaf | None) -> Any:
     return leaf if extra is None else ("and", [leaf, extra])
 
 
-def _bare(label: str) -> str:
-    return fr_bare(label)
+def askable_enums(lexicon: list[Lex]) -> list[Lex]:
+    """Enum fields with an eq operator and at least two values: the ones a question can offer values of."""
+    return [lex for lex in lexicon if lex.type == "enum" and "eq" in lex.ops and len(lex.values or []) >= 2]
+
+
+def sentence(real: Realizer, tail: str) -> str:
+    """A whole request about the entity: the realizer's head (imperative or question), then `tail`."""
+    obj = real.entity if real.lang == "en" else f"les {real.entity}"
+    head, end = real.head(obj, question_ok=True)
+    return tidy(f"{head} {tail}{end}", real.lang)
 
 
 class ClarificationWriter:
@@ -50,7 +58,7 @@ class ClarificationWriter:
 
     def __init__(self, rng: random.Random, lexicon: list[Lex]):
         self.rng, self.lexicon = rng, lexicon
-        self.enums = [lex for lex in lexicon if lex.type == "enum" and "eq" in lex.ops and len(lex.values or []) >= 2]
+        self.enums = askable_enums(lexicon)
         self.numbers = [lex for lex in lexicon if lex.type in ("integer", "number") and "gt" in lex.ops]
 
     def kinds(self) -> list[str]:
@@ -62,11 +70,6 @@ class ClarificationWriter:
         kind = self.rng.choice(self.kinds())
         return [pair(getattr(self, kind)(real), lang)]
 
-    def _sentence(self, real: Realizer, tail: str) -> str:
-        obj = real.entity if real.lang == "en" else f"les {real.entity}"
-        head, end = real.head(obj, question_ok=True)
-        return tidy(f"{head} {tail}{end}", real.lang)
-
     def missing_value(self, real: Realizer) -> tuple[str, dict[str, Any]]:
         lex = self.rng.choice(self.enums)
         label = self.rng.choice(lex.labels[real.lang])
@@ -75,13 +78,13 @@ class ClarificationWriter:
                                     "matching a certain {f}")).format(f=label)
             question = self.rng.choice(("Which {f} do you mean?", "Which {f} should they have?")).format(f=label)
         else:
-            de = fr_elide("de", _bare(label))
+            de = fr_elide("de", fr_bare(label))
             tail = self.rng.choice(("avec une valeur précise {de}", "pour une valeur donnée {de}",
                                     "selon une certaine valeur {de}")).format(de=de)
             question = f"Quelle valeur {de} voulez-vous ?"
         values = self.rng.sample(list(lex.values or []), min(MAX_OPTIONS, len(lex.values or [])))
         options = [(enum_text(lex, v, real.lang), _query(Leaf(lex, "eq", v))) for v in values]
-        return self._sentence(real, tail), clarification(question, options)
+        return sentence(real, tail), clarification(question, options)
 
     def several_fields(self, real: Realizer) -> tuple[str, dict[str, Any]]:
         fields = self.rng.sample(self.numbers, min(MAX_OPTIONS, len(self.numbers)))
@@ -94,11 +97,11 @@ class ClarificationWriter:
             question = f"More than {n} in which field: " + ", ".join(labels[:-1]) + f" or {labels[-1]}?"
         else:
             tail = self.rng.choice(("au-dessus de {n}", "à plus de {n}")).format(n=n)
-            bare = [_bare(label) for label in labels]
+            bare = [fr_bare(label) for label in labels]
             question = f"Plus de {n} pour quel champ : " + ", ".join(bare[:-1]) + f" ou {bare[-1]} ?"
-        options = [(label if real.lang == "en" else _bare(label), _query(Leaf(lex, "gt", n)))
+        options = [(label if real.lang == "en" else fr_bare(label), _query(Leaf(lex, "gt", n)))
                    for lex, label in zip(fields, labels)]
-        return self._sentence(real, tail), clarification(question, options)
+        return sentence(real, tail), clarification(question, options)
 
     def vague(self, real: Realizer) -> tuple[str, dict[str, Any]]:
         e = real.entity
@@ -121,7 +124,7 @@ class ContextWriter:
         self.rng, self.lexicon = rng, lexicon
         self.days = [lex for lex in lexicon if lex.type == "date" and "eq" in lex.ops]
         self.months = [lex for lex in lexicon if lex.type == "date" and "between" in lex.ops]
-        self.enums = [lex for lex in lexicon if lex.type == "enum" and "eq" in lex.ops and len(lex.values or []) >= 2]
+        self.enums = askable_enums(lexicon)
 
     def kinds(self) -> list[str]:
         return (["today"] if self.days else []) + (["this_month"] if self.months else []) \
@@ -160,16 +163,14 @@ class ContextWriter:
             words = self.rng.choice(("with my usual {f}", "for the usual {f}", "in my usual {f}") if en
                                     else ("avec ma valeur habituelle {de}", "pour ma valeur habituelle {de}"))
             question = f"Which {label} is your usual one?" if en else \
-                f"Quelle est votre valeur habituelle {fr_elide('de', _bare(label))} ?"
+                f"Quelle est votre valeur habituelle {fr_elide('de', fr_bare(label))} ?"
             values = self.rng.sample(list(lex.values or []), min(MAX_OPTIONS, len(lex.values or [])))
             options = [(enum_text(lex, v, lang), v) for v in values]
         extra = PlanSampler(self.rng, self.lexicon).leaf({lex.name}) if self.rng.random() < 0.4 else None
-        tail = words.format(f=label, de=fr_elide("de", _bare(label)))
+        tail = words.format(f=label, de=fr_elide("de", fr_bare(label)))
         if extra is not None:
             tail += (" and " if en else " et ") + real.leaf(extra)
-        obj = real.entity if en else f"les {real.entity}"
-        head, end = real.head(obj, question_ok=True)
-        text = tidy(f"{head} {tail}{end}", lang)
+        text = sentence(real, tail)
         answered = _query(_with_extra(leaf, extra))
         asked = clarification(question, [(text_value, _query(_with_extra(Leaf(lex, "eq", v), extra)))
                                           for text_value, v in options])

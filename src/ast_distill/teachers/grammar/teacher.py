@@ -53,7 +53,6 @@ class GrammarTeacher(Teacher):
                  context_fraction: float = DEFAULT_CONTEXT_FRACTION):
         self.seed = seed
         self.shares = KindShares(refusal_fraction, clarification_fraction, context_fraction)
-        self.refusal_fraction = self.shares.refusal
         self.model = None
         self.concurrency = 1
 
